@@ -142,6 +142,7 @@ def dataset_names() -> list[str]:
 
 def _ensure_builtin_loaders() -> None:
     import distill.data.loaders  # noqa: F401  (registers the built-in loaders)
+    import distill.data.synthetic  # noqa: F401  (registers "synthetic")
 
 
 def read_json_file(path: Path) -> Any:
