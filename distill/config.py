@@ -1,0 +1,245 @@
+"""Typed configuration: one pydantic model per stage, nested into :class:`PipelineConfig`.
+
+YAML files are instances of these models (``load_config`` reads one, ``dump_config`` writes
+one). Unknown keys are errors, so a typo never silently falls back to a default. A bad file
+raises :class:`ConfigError` whose message names the file, the key path and what is wrong::
+
+    configs/x.yaml: data.train[0].split: split must be a non-empty string (got '')
+
+``ray_config.yaml`` (the Ray side: address, runtime_env for jobs, resources per stage) is read
+through :class:`RayConfig`, either on its own or as the ``ray`` section of a pipeline config
+(which may also name the file: ``ray: ray_config.yaml``).
+
+Nothing here reads the environment at import time; the data folder is resolved when data is
+loaded (see :func:`distill.data.resolve_data_dir`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from distill.data.synthetic import SyntheticConfig
+
+DEFAULT_CONSTANTS = ("1", "2", "3.14", "100")
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used; the message names file and key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------------- Ray side
+class StageResources(_Model):
+    """Resources one stage's Ray workers ask for (per task or per actor)."""
+
+    num_cpus: float = Field(1.0, ge=0, description="CPUs per task/actor.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per task/actor.")
+    memory_gb: float | None = Field(None, gt=0, description="Memory per task/actor, GiB.")
+    concurrency: int | None = Field(
+        None, ge=1, description="Actors in the pool / tasks at once; None lets Ray decide."
+    )
+
+
+class RayConfig(_Model):
+    """How to reach Ray and what each stage may use. The embedded default is a local cluster."""
+
+    address: str | None = Field(
+        None,
+        description="None or 'local' starts a local Ray; 'auto' joins the cluster this process "
+        "runs on (the case under `ray job submit`); 'ray://host:10001' connects a client.",
+    )
+    num_cpus: int | None = Field(
+        None, ge=1, description="CPUs a local Ray may use (ignored when joining a cluster)."
+    )
+    namespace: str = Field("mathdistill", description="Ray namespace for named actors.")
+    runtime_env: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Ray runtime_env for jobs: working_dir, pip, env_vars, excludes ...",
+    )
+    include_dashboard: bool | None = Field(None, description="Start the dashboard locally.")
+    resources: dict[str, StageResources] = Field(
+        default_factory=dict,
+        description="Per-stage resources, keyed by stage name (data, search, generate, "
+        "verify, train, evaluate, serve).",
+    )
+
+    def for_stage(self, stage: str) -> StageResources:
+        return self.resources.get(stage, StageResources())
+
+    def init_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``ray.init``."""
+        kwargs: dict[str, Any] = {"namespace": self.namespace, "ignore_reinit_error": True}
+        if self.address not in (None, "local"):
+            kwargs["address"] = self.address
+        elif self.num_cpus is not None:
+            kwargs["num_cpus"] = self.num_cpus
+        if self.runtime_env and str(self.address).startswith("ray://"):
+            # A Ray Client driver ships its environment itself; a job's comes from
+            # `ray job submit --runtime-env-json` (see README), a local Ray needs none.
+            kwargs["runtime_env"] = self.runtime_env
+        if self.include_dashboard is not None:
+            kwargs["include_dashboard"] = self.include_dashboard
+        return kwargs
+
+
+# ---------------------------------------------------------------------------------- data stage
+class DataSource(_Model):
+    """One dataset split to load: a registered dataset, or a user's file with a column map."""
+
+    name: str = Field(..., description="Registered dataset name (see `mathdistill data list`).")
+    split: str = Field("all", description="Split name: train, valid, test, all, ...")
+    limit: int | None = Field(None, ge=1, description="Keep the first N problems only.")
+    path: str | None = Field(
+        None, description="A jsonl/csv/parquet file to load instead of a registered dataset."
+    )
+    columns: dict[str, str] | None = Field(
+        None, description="For `path`: row field -> file column, e.g. {question: q, answer: a}."
+    )
+    lang: Literal["en", "zh"] | None = Field(None, description="Override language detection.")
+
+    @field_validator("name", "split")
+    @classmethod
+    def _non_empty(cls, v: str, info: Any) -> str:
+        if not v or not v.strip():
+            raise ValueError(f"{info.field_name} must be a non-empty string (got {v!r})")
+        return v
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.split}"
+
+
+class DataConfig(_Model):
+    """The data stage: which problems to train on and to evaluate on."""
+
+    data_dir: str | None = Field(
+        None, description="Folder of dataset files; default $MATHDISTILL_DATA_DIR, then ./data."
+    )
+    train: list[DataSource] = Field(default_factory=list, description="Training problems.")
+    eval: list[DataSource] = Field(default_factory=list, description="Evaluation problems.")
+    synthetic: SyntheticConfig = Field(
+        default_factory=SyntheticConfig, description="Generator settings for dataset 'synthetic'."
+    )
+    decontaminate: bool = Field(
+        True, description="Drop training problems whose normalized text matches an eval problem."
+    )
+    constants: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CONSTANTS),
+        description="Numbers an equation may use without finding them in the problem text.",
+    )
+
+    @field_validator("constants")
+    @classmethod
+    def _numeric_constants(cls, v: list[str]) -> list[str]:
+        from distill.quantities import parse_number
+
+        bad = [c for c in v if parse_number(str(c)) is None]
+        if bad:
+            raise ValueError(f"not numbers: {bad}")
+        return [str(c) for c in v]
+
+
+# ------------------------------------------------------------------------------- the pipeline
+class PipelineConfig(_Model):
+    """A whole run. Stage sections are added as the stages land; unknown keys are errors."""
+
+    name: str = Field(..., description="Run name; the run directory is runs/<name> by default.")
+    run_dir: str | None = Field(None, description="Where the run writes; default runs/<name>.")
+    seed: int = Field(0, description="Seed for everything random in the run.")
+    ray: RayConfig = Field(default_factory=RayConfig, description="Ray side, or a path to it.")
+    data: DataConfig = Field(default_factory=DataConfig, description="The data stage.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ray_from_file(cls, values: Any) -> Any:
+        # `ray: path/to/ray_config.yaml` is resolved by load_config (it knows the file's folder);
+        # reaching here with a string means the model was built from a dict directly.
+        if isinstance(values, dict) and isinstance(values.get("ray"), str):
+            values = dict(values)
+            values["ray"] = _read_yaml(Path(values["ray"]))
+        return values
+
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = _format_loc(tuple(p for p in e["loc"] if p not in ("function-after",)))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see the model's fields)"
+        elif "input" in e and e["type"] not in ("missing",):
+            msg = f"{msg} (got {e['input']!r})"
+        lines.append(f"{source}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def validate_config(data: dict[str, Any], model: type[M], source: str = "<config>") -> M:
+    """Validate a mapping into ``model``; errors name ``source`` and each bad key."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+
+
+def load_config(path: str | Path, model: type[M] = PipelineConfig) -> M:  # type: ignore[assignment]
+    """Read a YAML file into ``model``. A ``ray: FILE`` entry is read relative to the file."""
+    path = Path(path)
+    data = _read_yaml(path)
+    if model is PipelineConfig and isinstance(data.get("ray"), str):
+        ray_path = Path(data["ray"])
+        if not ray_path.is_absolute():
+            beside = path.parent / ray_path
+            ray_path = beside if beside.exists() else ray_path
+        data = dict(data)
+        data["ray"] = validate_config(_read_yaml(ray_path), RayConfig, str(ray_path)).model_dump()
+    return validate_config(data, model, str(path))
+
+
+def dump_config(config: BaseModel, path: str | Path | None = None) -> str:
+    """The config as YAML text (written to ``path`` when given); load_config reads it back."""
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text, encoding="utf-8")
+    return text
