@@ -6,9 +6,9 @@ with ``Body``, ``Question``, ``Solution-Type``, ``Answer`` (``9 (apples)``) and 
 reject and the rest load.
 
 Rows: id ``asdiv/<ID>``; question ``Body + " " + Question``; equation from ``Formula``. The unit
-in parentheses at the end of ``Answer`` is this format's convention: the loader passes the part
-before it as the answer, keeps the unit in ``meta["unit"]`` and the whole text in
-``answer_raw``. About 10% of answers are not numbers (names, yes/no, ``3:30 p.m.``, ``15 r8``,
+in parentheses at the end of ``Answer`` (this format's convention) is read by
+:func:`distill.quantities.parse_answer` and kept in ``meta["unit"]``; ``answer_raw`` is the
+whole text. About 10% of answers are not numbers (names, yes/no, ``3:30 p.m.``, ``15 r8``,
 several values): those rows load with ``answer=None``. ``Solution-Type``, ``Grade``, ``Source``,
 ``Body`` and ``Question`` go to meta.
 
@@ -27,6 +27,7 @@ from typing import Any
 
 from distill.data.base import DataError, DataNotFoundError, LoadResult, register_dataset
 from distill.data.loaders._common import Entry, SplitFilesLoader, read_id
+from distill.quantities import parse_answer
 from distill.records import RecordError
 
 XML = "asdiv/ASDiv.xml"
@@ -37,7 +38,6 @@ _START = re.compile(r"<Problem[\s>/]")
 _SET_END = re.compile(r"</ProblemSet\s*>")
 _CLOSE = "</Problem>"
 _ID_ATTR = re.compile(r'\bID\s*=\s*"([^"]*)"')
-_UNIT = re.compile(r"^(?P<value>.*?\S)\s*\((?P<unit>[^()]*)\)\s*$", re.S)
 
 
 def read_problems(path: Path) -> list[Entry]:
@@ -98,15 +98,13 @@ def _fields(elem: ET.Element, **extra_meta: Any) -> dict[str, Any]:
     for node in elem:
         if node.tag not in ("Answer", "Formula"):
             meta[node.tag] = "".join(node.itertext()).strip()
-    answer = answer_text
-    m = _UNIT.match(answer_text)
-    if m:
-        answer, meta["unit"] = m.group("value"), m.group("unit").strip()
+    unit = parse_answer(answer_text).unit
+    if unit:
+        meta["unit"] = unit
     formula = elem.find("Formula")
     return {
         "question": f"{body} {question}".strip(),
-        "answer": answer,
-        "answer_raw": answer_text,
+        "answer": answer_text,
         "equation": None if formula is None else "".join(formula.itertext()),
         "require_numeric_answer": False,
         "meta": {**meta, **extra_meta},
