@@ -1,0 +1,256 @@
+"""`mathdistill`: one sub-command per stage, and `run` for a whole config.
+
+The CLI only parses options and calls the library; every option maps onto a config field or a
+library argument defined once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from distill.config import DEFAULT_CONSTANTS, ConfigError, DataConfig, DataSource, load_config
+from distill.data.base import DataError, resolve_data_dir
+
+app = typer.Typer(
+    help="Distill the math reasoning of large teacher LLMs into small students, on Ray.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Datasets: list, show, stats, export.", no_args_is_help=True)
+config_app = typer.Typer(help="Pipeline configs: validate, show.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(config_app, name="config")
+
+DataDirOpt = typer.Option(
+    None, "--data-dir", help="Folder of dataset files (default: $MATHDISTILL_DATA_DIR, then ./data)."
+)
+ColumnsOpt = typer.Option(
+    None,
+    "--columns",
+    help="For a file NAME (jsonl/csv/parquet): field=column pairs, e.g. question=q,answer=a.",
+)
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _parse_columns(columns: str | None) -> dict[str, str] | None:
+    if not columns:
+        return None
+    mapping = {}
+    for pair in columns.split(","):
+        field, sep, column = pair.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            _fail(f"--columns: expected field=column pairs, got {pair!r}")
+        mapping[field.strip()] = column.strip()
+    return mapping
+
+
+def _source(name: str, split: str, limit: int | None, columns: str | None) -> DataSource:
+    if name.endswith(FILE_SUFFIXES) or Path(name).is_file():
+        return DataSource(
+            name=Path(name).stem, split="all", limit=limit, path=name, columns=_parse_columns(columns)
+        )
+    return DataSource(name=name, split=split, limit=limit)
+
+
+def _load(source: DataSource, data_dir: Path | None):
+    from distill.data.stage import load_source
+
+    try:
+        return load_source(source, DataConfig(data_dir=str(data_dir) if data_dir else None))
+    except (DataError, ConfigError, ValueError) as e:
+        _fail(str(e))
+
+
+@data_app.command("list")
+def data_list(data_dir: Optional[Path] = DataDirOpt) -> None:
+    """List registered datasets, where their files go, and which splits are present."""
+    from distill.data import dataset_names, get_loader
+
+    root = resolve_data_dir(data_dir)
+    typer.echo(f"data dir: {root}")
+    for name in dataset_names():
+        loader = get_loader(name)
+        present = loader.splits(root)
+        typer.echo(f"{name:12s} {loader.description}")
+        typer.echo(f"{'':12s}   files: {loader.layout or '(generated, no files)'}")
+        typer.echo(f"{'':12s}   splits present: {', '.join(present) if present else '(none)'}")
+
+
+@data_app.command("show")
+def data_show(
+    name: str = typer.Argument(..., help="Dataset name, or a jsonl/csv/parquet file."),
+    split: str = typer.Option("all", "--split", "-s", help="Split to show."),
+    limit: int = typer.Option(3, "--limit", "-n", help="How many problems to show."),
+    data_dir: Optional[Path] = DataDirOpt,
+    columns: Optional[str] = ColumnsOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print rows as JSON lines."),
+) -> None:
+    """Show the first problems of a split as Problem rows."""
+    result = _load(_source(name, split, limit, columns), data_dir)
+    for row in result.problems:
+        if as_json:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            typer.echo(f"--- {row['id']}  [{row['lang']}]")
+            for key in ("question", "masked_question", "quantities", "answer", "answer_raw", "equation"):
+                typer.echo(f"{key:>16}: {row[key]}")
+    if result.rejects:
+        typer.echo(f"({len(result.rejects)} record(s) rejected; see `data export`)", err=True)
+
+
+@data_app.command("stats")
+def data_stats(
+    name: str = typer.Argument(..., help="Dataset name."),
+    split: Optional[List[str]] = typer.Option(None, "--split", "-s", help="Splits (default: all present)."),
+    data_dir: Optional[Path] = DataDirOpt,
+    constants: str = typer.Option(
+        ",".join(DEFAULT_CONSTANTS), "--constants", help="Allowed constants, comma-separated."
+    ),
+    misses: int = typer.Option(10, "--misses", help="How many misses of each check to print."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Split sizes, rejects, gold-equation agreement and quantity coverage."""
+    from distill.data.stats import dataset_stats
+
+    try:
+        stats = dataset_stats(name, resolve_data_dir(data_dir), constants.split(","), split)
+    except (DataError, ValueError) as e:
+        _fail(str(e))
+    if as_json:
+        typer.echo(json.dumps(stats, ensure_ascii=False))
+        return
+    typer.echo(f"dataset: {stats['dataset']}")
+    for s, n in stats["splits"].items():
+        typer.echo(f"  {s:8s} {n:7d} problems, {stats['rejects_by_split'][s]} rejected")
+    n = stats["problems_with_equation"]
+    typer.echo(f"gold equations checked on {'+'.join(stats['gold_checked_on'])}: {n}")
+    if n:
+        typer.echo(f"  gold_equation_agreement {stats['gold_equation_agreement']:.4f}")
+        typer.echo(f"  quantity_coverage       {stats['quantity_coverage']:.4f}")
+        for d in stats["disagreements"][:misses]:
+            typer.echo(f"  disagrees: {d['id']}: {d['equation']}  answer {d['answer']}  ({d['why']})")
+        for u in stats["uncovered"][:misses]:
+            typer.echo(f"  uncovered: {u['id']}: {u['equation']}  missing {u['missing']}")
+
+
+@data_app.command("export")
+def data_export(
+    name: str = typer.Argument(..., help="Dataset name, or a jsonl/csv/parquet file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    split: Optional[List[str]] = typer.Option(None, "--split", "-s", help="Splits (default: all present)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="First N problems of each split."),
+    data_dir: Optional[Path] = DataDirOpt,
+    columns: Optional[str] = ColumnsOpt,
+    decontaminate_against: Optional[List[str]] = typer.Option(
+        None,
+        "--decontaminate-against",
+        help="NAME:SPLIT of an evaluation set; problems whose normalized text matches one of its "
+        "problems are left out (written to decontaminated.jsonl). Repeatable.",
+    ),
+) -> None:
+    """Write splits as Parquet folders (out/<split>/), with rejects.jsonl and summary.json."""
+    from distill.data import get_loader
+    from distill.data.base import write_rejects
+    from distill.data.decontam import decontaminate
+    from distill.data.stage import write_problems
+
+    root = resolve_data_dir(data_dir)
+    if name.endswith(FILE_SUFFIXES) or Path(name).is_file():
+        splits = ["all"]
+    else:
+        try:
+            splits = list(split) if split else get_loader(name).splits(root)
+        except DataError as e:
+            _fail(str(e))
+    eval_rows: list[dict[str, Any]] = []
+    for spec in decontaminate_against or []:
+        ev_name, _, ev_split = spec.partition(":")
+        eval_rows.extend(_load(_source(ev_name, ev_split or "test", None, None), data_dir).problems)
+    summary: dict[str, Any] = {"dataset": name, "splits": {}, "rejects": 0, "decontamination": {}}
+    rejects, removed_all = [], []
+    for s in splits:
+        result = _load(_source(name, s, limit, columns), data_dir)
+        rows = result.problems
+        if eval_rows:
+            rows, removed, report = decontaminate(rows, eval_rows)
+            removed_all.extend(removed)
+            summary["decontamination"][s] = report.to_dict()
+        write_problems(list(rows), out / s)
+        rejects.extend(result.rejects)
+        summary["splits"][s] = len(rows)
+    summary["rejects"] = write_rejects(rejects, out / "rejects.jsonl")
+    with (out / "decontaminated.jsonl").open("w", encoding="utf-8") as f:
+        for row in removed_all:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    typer.echo(json.dumps(summary, ensure_ascii=False))
+
+
+@config_app.command("validate")
+def config_validate(files: List[Path] = typer.Argument(..., help="Pipeline config YAML files.")) -> None:
+    """Load and validate configs; prints each file's problems, exit 2 if any."""
+    bad = 0
+    for f in files:
+        try:
+            load_config(f)
+            typer.echo(f"ok: {f}")
+        except ConfigError as e:
+            bad += 1
+            typer.echo(str(e), err=True)
+    if bad:
+        raise typer.Exit(2)
+
+
+@config_app.command("show")
+def config_show(file: Path = typer.Argument(..., help="Pipeline config YAML.")) -> None:
+    """Print a config with every default filled in."""
+    from distill.config import dump_config
+
+    try:
+        typer.echo(dump_config(load_config(file)), nl=False)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+@app.command("run")
+def run(
+    config: Path = typer.Argument(..., help="Pipeline config YAML (see configs/)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Default: runs/<name>."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON at the end."),
+) -> None:
+    """Run a whole pipeline config; stages complete for the same config are skipped."""
+    from distill.pipeline import run_pipeline
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        _fail(str(e))
+    try:
+        manifest = run_pipeline(cfg, run_dir, log=lambda m: typer.echo(m, err=as_json))
+    except (DataError, ConfigError) as e:
+        _fail(str(e))
+    if as_json:
+        typer.echo(json.dumps(manifest, ensure_ascii=False))
+    else:
+        for name, stage in manifest["stages"].items():
+            typer.echo(f"{name}: {stage['status']} {json.dumps(stage.get('counts', {}), ensure_ascii=False)}")
+        typer.echo(f"run dir: {run_dir or cfg.resolved_run_dir()}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
