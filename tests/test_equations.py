@@ -3,11 +3,9 @@ the gold-equation agreement on the real MAWPS and Math23K files (marked ``shared
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from fractions import Fraction as F
-from pathlib import Path
 
 import pytest
 
@@ -34,7 +32,6 @@ from distill.equations import (
     to_prefix,
     variables,
 )
-from distill.grading import grade_equation
 
 # --------------------------------------------------------------------------------------------
 # Parsing: (text as written, canonical infix)
@@ -369,63 +366,3 @@ def test_speed() -> None:
         for t in texts:
             solve_equation(t)
     assert time.perf_counter() - start < 5.0  # 2000 equations; about 0.2 s on 2 cores
-
-
-# --------------------------------------------------------------------------------------------
-# The real datasets: gold_equation_agreement
-# --------------------------------------------------------------------------------------------
-
-# Every MAWPS item whose gold equation does not give its stated answer (36 of 2373; no parser
-# gap among them). Rounded answers: the equation is right but the answer was rounded (or the
-# equation used 0.3333-style constants) beyond 1e-4.
-MAWPS_ROUNDED = {102, 146, 150, 397, 508, 513, 608, 794, 886, 961, 999, 1138, 1556, 1689, 1876,
-                 2062, 2143, 2362}
-# Label errors: the equation and the answer describe different numbers.
-MAWPS_WRONG = {67, 125, 231, 342, 370, 615, 756, 1115, 1391, 1543, 1592, 1679, 1767, 2185, 2234,
-               2250, 2286}
-MAWPS_MALFORMED = {603}  # "X=0.32=0.21" (0.32+0.21 intended)
-
-# Math23K: the known label errors (the equation evaluates, to a different number) ...
-MATH23K_WRONG = {"4303", "9718", "9761", "12495", "22085"}
-# ... and two gold equations that are not arithmetic: "x=80千米/小时" (a unit inside) and
-# "...+(1/6)0)+((1/6)1+(1/6)2)+(1/6)3" (corrupted fractions, in the problem text as well).
-MATH23K_MALFORMED = {"10431", "17520"}
-
-
-def _load_math23k(path: Path) -> list[dict]:
-    text, decoder, pos, out = path.read_text(encoding="utf-8"), json.JSONDecoder(), 0, []
-    while True:
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        if pos >= len(text):
-            return out
-        obj, pos = decoder.raw_decode(text, pos)
-        out.append(obj)
-
-
-def _disagreements(items: list[dict]) -> set:
-    return {o["id"] for o in items if not grade_equation(o["equation"], o["ans"]).equal}
-
-
-@pytest.mark.shared_data
-def test_gold_equation_agreement_mawps(shared_data_dir: Path) -> None:
-    items = json.loads((shared_data_dir / "mawps" / "MAWPS.json").read_text(encoding="utf-8"))
-    assert len(items) == 2373
-    bad = _disagreements(items)
-    assert bad == MAWPS_ROUNDED | MAWPS_WRONG | MAWPS_MALFORMED
-    assert 1 - len(bad) / len(items) >= 0.98
-    implicit = [o for o in items if not o["equation"].lower().startswith("x=")]
-    assert len(implicit) >= 20  # solved, not skipped: all of them agree but the malformed one
-    assert {o["id"] for o in implicit} & bad <= MAWPS_MALFORMED
-
-
-@pytest.mark.shared_data
-def test_gold_equation_agreement_math23k(shared_data_dir: Path) -> None:
-    items = _load_math23k(shared_data_dir / "math23k" / "Math_23K.json")
-    assert len(items) == 23162
-    start = time.perf_counter()
-    bad = _disagreements(items)
-    elapsed = time.perf_counter() - start
-    assert bad == MATH23K_WRONG | MATH23K_MALFORMED
-    assert 1 - len(bad) / len(items) >= 0.999
-    assert elapsed < 20.0  # about 3 s on 2 cores

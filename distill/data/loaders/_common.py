@@ -78,6 +78,27 @@ def rest(record: Mapping[str, Any], consumed: Iterable[str]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in used}
 
 
+def mwp_fields(rec: dict[str, Any]) -> dict[str, Any]:
+    """Row fields of an MWPToolkit-style record (MAWPS, Math23K): ``original_text``, ``ans``,
+    ``equation``; everything else goes to meta."""
+    return {
+        "question": require(rec, "original_text"),
+        "answer": require(rec, "ans"),
+        "equation": rec.get("equation"),
+        "meta": rest(rec, ("id", "original_text", "ans", "equation")),
+    }
+
+
+def read_text(path: Path) -> str:
+    """A data file's text; a missing file or one that is not UTF-8 is a clear error naming it."""
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: no such file")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+
+
 def not_object(entry: Entry) -> Entry:
     """Mark an entry whose JSON value is not an object as unreadable."""
     if entry.error is None and not isinstance(entry.record, dict):
@@ -153,12 +174,7 @@ def read_concatenated_json(path: Path) -> list[Entry]:
     the start of a line, where reading resumes. A JSON array met at the top level (the same
     records written as an array) gives one entry per element.
     """
-    if not path.is_file():
-        raise DataNotFoundError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    text = read_text(path)
     decoder = json.JSONDecoder()
     entries: list[Entry] = []
     pos, line, counted = 0, 1, 0

@@ -25,8 +25,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from distill.data.base import DataError, DataNotFoundError, LoadResult, register_dataset
-from distill.data.loaders._common import Entry, SplitFilesLoader, read_id
+from distill.data.base import LoadResult, register_dataset
+from distill.data.loaders._common import Entry, SplitFilesLoader, read_id, read_text
 from distill.quantities import parse_answer
 from distill.records import RecordError
 
@@ -42,12 +42,7 @@ _ID_ATTR = re.compile(r'\bID\s*=\s*"([^"]*)"')
 
 def read_problems(path: Path) -> list[Entry]:
     """One entry per ``<Problem>`` element of an ASDiv file (record = the parsed Element)."""
-    if not path.is_file():
-        raise DataNotFoundError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    text = read_text(path)
     starts = [m.start() for m in _START.finditer(text)]
     set_end = _SET_END.search(text, starts[-1]) if starts else None
     bounds = starts[1:] + [set_end.start() if set_end else len(text)]

@@ -28,11 +28,10 @@ from distill.data.base import LoadResult, register_dataset
 from distill.data.loaders._common import (
     Entry,
     SplitFilesLoader,
+    mwp_fields,
     read_concatenated_json,
     read_id,
     read_json_array,
-    require,
-    rest,
 )
 from distill.records import RecordError
 
@@ -62,7 +61,7 @@ class Math23K(SplitFilesLoader):
         entries = read_concatenated_json(data_dir / MAIN)
         if split == "all":
             for entry in entries:
-                out.add(entry, _id, _fields)
+                out.add(entry, _id, mwp_fields)
             return out.result
 
         if split == "train":
@@ -78,7 +77,7 @@ class Math23K(SplitFilesLoader):
         for entry in entries:
             sid = _id_or_none(entry)
             if (sid not in held_out) if split == "train" else (sid in wanted):
-                out.add(entry, _id, _fields)
+                out.add(entry, _id, mwp_fields)
                 found.add(sid)
         for sid, (where, raw) in wanted.items():
             if sid not in found:
@@ -119,12 +118,3 @@ def _id_or_none(entry: Entry) -> str | None:
             return None
     m = _ID_IN_TEXT.search(entry.raw)
     return m.group(1) if m else None
-
-
-def _fields(rec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "question": require(rec, "original_text"),
-        "answer": require(rec, "ans"),
-        "equation": rec.get("equation"),
-        "meta": rest(rec, ("id", "original_text", "ans", "equation")),
-    }

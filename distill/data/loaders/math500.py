@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from distill.data.base import LoadResult, register_dataset
-from distill.data.loaders._common import SplitFilesLoader, read_id, read_jsonl, require, rest
+from distill.data.loaders._common import (
+    SplitFilesLoader,
+    read_id,
+    read_jsonl,
+    require,
+    rest,
+)
 
 
 @register_dataset("math500")

@@ -11,15 +11,13 @@ implicit) is the gold equation; ``segmented_text`` goes to meta.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from distill.data.base import LoadResult, register_dataset
 from distill.data.loaders._common import (
     SplitFilesLoader,
+    mwp_fields,
     read_id,
     read_json_array,
-    require,
-    rest,
 )
 
 
@@ -39,14 +37,5 @@ class MAWPS(SplitFilesLoader):
     def read(self, split: str, data_dir: Path) -> LoadResult:
         out = self.builder(split)
         for entry in read_json_array(data_dir / self.split_files[split][0]):
-            out.add(entry, lambda rec: read_id(rec.get("id"), "id"), _fields)
+            out.add(entry, lambda rec: read_id(rec.get("id"), "id"), mwp_fields)
         return out.result
-
-
-def _fields(rec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "question": require(rec, "original_text"),
-        "answer": require(rec, "ans"),
-        "equation": rec.get("equation"),
-        "meta": rest(rec, ("id", "original_text", "ans", "equation")),
-    }
