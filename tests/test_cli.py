@@ -116,3 +116,23 @@ def test_stats_json_on_real_mawps(shared_data_dir: Path) -> None:
     assert stats["rejects"] == 0
     assert stats["gold_equation_agreement"] >= 0.98
     assert stats["quantity_coverage"] >= 0.98
+
+
+@pytest.mark.shared_data
+def test_readme_export_decontaminates_mawps_train_against_test(shared_data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mawps"
+    result = invoke("data", "export", "mawps", "--split", "train", "--out", str(out),
+                    "--decontaminate-against", "mawps:test", "--data-dir", str(shared_data_dir))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["decontamination"]["train"]["removed"] == 27  # duplicates of test questions
+    assert summary["splits"] == {"train": 1898 - 27}
+    assert pq.read_table(out / "train").num_rows == 1871
+    assert len((out / "decontaminated.jsonl").read_text().splitlines()) == 27
+
+
+@pytest.mark.shared_data
+def test_readme_show_gsm8k(shared_data_dir: Path) -> None:
+    result = invoke("data", "show", "gsm8k", "--split", "test", "-n", "2", "--data-dir", str(shared_data_dir))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("--- gsm8k/test-") == 2 and "answer: 18" in result.output
