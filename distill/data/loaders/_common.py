@@ -15,6 +15,7 @@ arrays).
 
 from __future__ import annotations
 
+import abc
 import json
 import re
 from dataclasses import dataclass
@@ -330,9 +331,9 @@ class SplitFilesLoader(DatasetLoader):
                     f"(expected: {self.layout})")
         raise UnknownSplitError(msg)
 
+    @abc.abstractmethod
     def read(self, split: str, data_dir: Path) -> LoadResult:
         """Every record of ``split`` (its files exist) as a row or a reject."""
-        raise NotImplementedError
 
     # Problem field -> the source field it comes from, for the ``field`` of rejects.
     source_fields: ClassVar[dict[str, str]] = {}
