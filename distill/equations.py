@@ -77,6 +77,7 @@ __all__ = [
     "to_prefix",
     "literal_numbers",
     "substitute",
+    "operator_count",
     "placeholders",
     "variables",
 ]
@@ -1039,6 +1040,11 @@ def literal_numbers(x: Expr | Equation | str) -> list[Literal]:
 def placeholders(x: Expr | Equation | str) -> tuple[int, ...]:
     """Sorted distinct placeholder indices (``N0 + N2 * N0`` -> (0, 2))."""
     return tuple(sorted({n.index for r in _roots(x) for n in _walk(r) if n.__class__ is Placeholder}))
+
+
+def operator_count(x: Expr | Equation | str) -> int:
+    """Binary operators in an expression or equation (``x=(11-1)*2`` -> 2; negation not counted)."""
+    return sum(1 for r in _roots(x) for n in _walk(r) if n.__class__ is BinOp)
 
 
 def variables(x: Expr | Equation | str) -> tuple[str, ...]:
