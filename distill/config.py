@@ -20,11 +20,18 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from distill.data.synthetic import SyntheticConfig
-
-DEFAULT_CONSTANTS = ("1", "2", "3.14", "100")
+from distill.equations import DEFAULT_CONSTANTS
+from distill.train.config import TrainConfig
 
 
 class ConfigError(ValueError):
@@ -155,6 +162,7 @@ class PipelineConfig(_Model):
     seed: int = Field(0, description="Seed for everything random in the run.")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray side, or a path to it.")
     data: DataConfig = Field(default_factory=DataConfig, description="The data stage.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Student training.")
 
     @model_validator(mode="before")
     @classmethod

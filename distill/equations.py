@@ -55,6 +55,10 @@ from typing import Iterator, Mapping, Union
 
 from distill.quantities import normalize_text
 
+# Numbers an equation may use without finding them in the problem (METHODS.md §1); configs
+# override them per run (DataConfig.constants).
+DEFAULT_CONSTANTS = ("1", "2", "3.14", "100")
+
 __all__ = [
     "EquationError",
     "Num",

@@ -1,0 +1,207 @@
+"""Student inference: batched generation, equation outputs -> answers, prediction rows.
+
+* :func:`generate` -- texts from a student (a folder ``save_pretrained`` wrote, or a loaded
+  model + tokenizer) for a list of sources: greedy (``num_samples=1``) or ``k`` samples each
+  (maj@k). Returns one list of ``num_samples`` texts per source, in input order.
+* :func:`generate_kpdd` -- KPDD's two steps with one student: key points (greedy), then the
+  solution(s) from question + key points (same source formats as training).
+* :func:`equation_answer` -- an equation-target output (prefix or infix over ``N0``, ``N1``
+  ...) and the problem's quantities -> the answer as a canonical string, or an error kind:
+  ``unparsable`` (not an equation, or a placeholder the problem does not have) or
+  ``runtime`` (division by zero, no solution ...). Evaluation is :mod:`distill.equations`'.
+* :func:`prediction_rows` -- rows ``{id, dataset, gold, predicted, error, n_ops, sample_idx}``
+  for :func:`distill.evaluate.score_problems`.
+* :class:`StudentPredictor` -- the same generation as a Ray Data UDF (model loaded once per
+  actor): ``ds.map_batches(StudentPredictor, fn_constructor_args=(dir, cfg),
+  compute=ray.data.ActorPoolStrategy(size=n), batch_size=...)``.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from typing import Any, Mapping, Sequence
+
+from distill.equations import (
+    Equation,
+    EquationError,
+    evaluate,
+    operator_count,
+    parse,
+    parse_prefix,
+    placeholders,
+    solve_equation,
+    variables,
+)
+from distill.quantities import canonical, parse_number
+from distill.train.collate import encode_prompts
+from distill.train.config import InferenceConfig
+from distill.train.sft import keypoints_source, solve_source
+from distill.train.students import load_student
+
+__all__ = [
+    "StudentPredictor",
+    "equation_answer",
+    "generate",
+    "generate_kpdd",
+    "prediction_rows",
+]
+
+ERROR_UNPARSABLE = "unparsable"
+ERROR_RUNTIME = "runtime"
+
+
+def _as_student(student: Any) -> tuple[Any, Any]:
+    if isinstance(student, (str, os.PathLike)):
+        return load_student(student)
+    model, tokenizer = student
+    return model, tokenizer
+
+
+def generate(
+    student: str | os.PathLike | tuple[Any, Any],
+    sources: Sequence[str],
+    config: InferenceConfig | None = None,
+) -> list[list[str]]:
+    """``config.num_samples`` decoded outputs per source (greedy when 1, else sampled with
+    ``temperature`` / ``top_p``, seeded). Sources are batched by length for speed."""
+    import torch
+
+    config = config or InferenceConfig()
+    model, tokenizer = _as_student(student)
+    model.eval()
+    device = next(model.parameters()).device
+    encoder_decoder = bool(model.config.is_encoder_decoder)
+    prompts = encode_prompts(tokenizer, sources, encoder_decoder, config.max_source_length)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    k = config.num_samples
+    sample = k > 1
+    pad = tokenizer.pad_token_id
+    out: list[list[str]] = [[] for _ in prompts]
+    torch.manual_seed(config.seed)
+    with torch.no_grad():
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start: start + config.batch_size]
+            width = max(len(prompts[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                p = prompts[i]
+                # encoder inputs pad on the right; decoder-only prompts on the left, so that
+                # generation continues right after each prompt
+                sl = slice(0, len(p)) if encoder_decoder else slice(width - len(p), width)
+                ids[row, sl] = torch.tensor(p)
+                mask[row, sl] = 1
+            kwargs: dict[str, Any] = dict(
+                input_ids=ids.to(device), attention_mask=mask.to(device),
+                max_new_tokens=config.max_new_tokens, num_return_sequences=k,
+                pad_token_id=pad, eos_token_id=tokenizer.eos_token_id, do_sample=sample)
+            if sample:
+                kwargs.update(temperature=config.temperature, top_p=config.top_p)
+            else:
+                kwargs.update(num_beams=1)
+            gen = model.generate(**kwargs)
+            if not encoder_decoder:
+                gen = gen[:, width:]
+            texts = tokenizer.batch_decode(gen, skip_special_tokens=True)
+            for row, i in enumerate(idx):
+                out[i] = [t.strip() for t in texts[row * k: (row + 1) * k]]
+    return out
+
+
+def generate_kpdd(
+    student: str | os.PathLike | tuple[Any, Any],
+    questions: Sequence[str],
+    config: InferenceConfig | None = None,
+) -> list[tuple[str, list[str]]]:
+    """KPDD inference: (key points, solutions) per question. Key points are greedy; the
+    solutions follow ``config`` (k samples for maj@k)."""
+    config = config or InferenceConfig()
+    student = _as_student(student)
+    greedy = config.model_copy(update={"num_samples": 1})
+    points = [o[0] for o in generate(student, [keypoints_source(q) for q in questions], greedy)]
+    solutions = generate(student, [solve_source(q, kp) for q, kp in zip(questions, points)], config)
+    return list(zip(points, solutions))
+
+
+def equation_answer(
+    text: str, quantities: Sequence[str], notation: str = "prefix"
+) -> tuple[str | None, str | None]:
+    """(answer, None) or (None, error kind) for an equation-target output.
+
+    ``text`` is prefix (``* N0 + N1 N2``) or infix (``N0 * (N1 + N2)``) over placeholders,
+    an expression or an equation in ``x`` (``= + * N0 x N1 N2``); ``quantities`` are the
+    problem's canonical values, bound to ``N0``, ``N1``, ... in order."""
+    if notation not in ("prefix", "infix"):
+        raise ValueError(f"notation must be 'prefix' or 'infix' (got {notation!r})")
+    try:
+        tree = parse_prefix(text) if notation == "prefix" else parse(text)
+    except EquationError:
+        return None, ERROR_UNPARSABLE
+    values: dict[str, Fraction] = {}
+    for i, q in enumerate(quantities):
+        v = parse_number(q)
+        if v is None:
+            raise ValueError(f"quantity {q!r} is not a number")
+        values[f"N{i}"] = v
+    unknowns = variables(tree)
+    is_equation = isinstance(tree, Equation)
+    if any(i >= len(values) for i in placeholders(tree)) or len(unknowns) != int(is_equation):
+        return None, ERROR_UNPARSABLE  # a quantity the problem lacks, or not one unknown
+    try:
+        value = solve_equation(tree, bindings=values) if is_equation else evaluate(tree, values)
+    except EquationError:
+        return None, ERROR_RUNTIME
+    return canonical(value), None
+
+
+def _gold_ops(problem: Mapping[str, Any]) -> int | None:
+    if not problem.get("equation"):
+        return None
+    try:
+        return operator_count(problem["equation"])
+    except EquationError:
+        return None
+
+
+def prediction_rows(
+    problems: Sequence[Mapping[str, Any]],
+    outputs: Sequence[Sequence[str]],
+    target: str = "equation_prefix",
+) -> list[dict[str, Any]]:
+    """Prediction rows (one per problem and sample) for equation-target outputs, in the shape
+    :func:`distill.evaluate.score_problems` reads. ``gold`` is the answer as published."""
+    if target not in ("equation_prefix", "equation_infix"):
+        raise ValueError(f"prediction_rows reads equation targets only (got {target!r})")
+    if len(problems) != len(outputs):
+        raise ValueError(f"{len(problems)} problems but {len(outputs)} outputs")
+    notation = target.split("_", 1)[1]
+    rows = []
+    for p, outs in zip(problems, outputs):
+        gold = p.get("answer_raw") if p.get("answer_raw") is not None else p.get("answer")
+        n_ops = _gold_ops(p)
+        for s, text in enumerate(outs):
+            predicted, error = equation_answer(text, p["quantities"], notation)
+            rows.append({"id": p["id"], "dataset": p["dataset"], "gold": gold,
+                         "predicted": predicted, "error": error, "n_ops": n_ops,
+                         "sample_idx": s, "output": text})
+    return rows
+
+
+class StudentPredictor:
+    """Ray Data UDF: adds ``output_column`` (a list of ``num_samples`` texts per row)
+    generated from ``source_column``. The student is loaded once, in ``__init__``."""
+
+    def __init__(self, student_dir: str, config: InferenceConfig | Mapping[str, Any] | None = None,
+                 source_column: str = "masked_question", output_column: str = "outputs"):
+        self.config = InferenceConfig.model_validate(config or {}) if not isinstance(
+            config, InferenceConfig) else config
+        self.student = load_student(student_dir)
+        self.source_column = source_column
+        self.output_column = output_column
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        sources = [str(s) for s in batch[self.source_column]]
+        batch = dict(batch)
+        batch[self.output_column] = generate(self.student, sources, self.config)
+        return batch

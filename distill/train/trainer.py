@@ -1,0 +1,269 @@
+"""Student training on Ray Train: the thin wrapper around :func:`distill.train.loop.train_loop`.
+
+:func:`fit` takes a :class:`~distill.train.config.TrainConfig` and SFTExample rows (or a Parquet
+file of them) and gives a :class:`TrainResult` whose ``checkpoint_dir`` is the last epoch's
+checkpoint, a folder transformers loads (``AutoModelForSeq2SeqLM.from_pretrained(dir)``).
+
+Layout under ``<storage_path>/<name>/`` (Ray Train's run folder)::
+
+    student_init/         the initial student (scratch kinds: model + trained tokenizer)
+    examples.parquet      the SFT rows the workers read
+    epoch_0001/ ...       one checkpoint per epoch (Ray keeps ``num_to_keep``)
+    tensorboard/          TensorBoard events (local storage)
+
+Starting ``fit`` again with the same storage path and name resumes from the last checkpoint
+(Ray Train restores the run's checkpoint list; the loop continues with the next epoch); a
+lost worker restarts the worker group from that checkpoint, ``max_failures`` times. With
+DeepSpeed the optimizer state is sharded per worker, so a resume needs the same
+``num_workers``. Workers use gloo on CPU and nccl on GPU. The driver must have called
+``ray.init`` (or Ray starts a local cluster itself).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+
+from distill.records import SFT_EXAMPLE_SCHEMA, require_columns, to_table
+from distill.train.config import TrainConfig
+from distill.train.loop import TRAINER_STATE, train_loop
+from distill.train.sft import STAGE_KEYPOINTS, STAGE_SOLVE
+from distill.train.students import get_student
+
+if TYPE_CHECKING:
+    from distill.config import StageResources
+
+__all__ = ["RayContext", "TrainResult", "fit", "stage_initial_student"]
+
+
+@dataclass
+class TrainResult:
+    """Where the trained student is and how training went."""
+
+    checkpoint_dir: str  # the last epoch's checkpoint (a save_pretrained folder)
+    run_path: str  # <storage_path>/<name> of the (last) phase
+    metrics: dict[str, Any]  # the last metrics reported
+    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per epoch
+    phases: list[str] = field(default_factory=list)  # run names, in order
+
+
+class RayContext:
+    """:class:`~distill.train.loop.LoopContext` inside a Ray Train worker."""
+
+    def __init__(self) -> None:
+        import ray.train
+
+        ctx = ray.train.get_context()
+        self.world_rank = ctx.get_world_rank()
+        self.world_size = ctx.get_world_size()
+
+    @property
+    def device(self) -> Any:
+        import ray.train.torch
+
+        return ray.train.torch.get_device()
+
+    def wrap_model(self, model: Any) -> Any:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)  # to the device; DDP when world > 1
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None,
+               checkpoint_name: str | None = None) -> None:
+        import ray.train
+
+        if checkpoint_dir is None:
+            ray.train.report(metrics)
+        else:
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir),
+                             checkpoint_dir_name=checkpoint_name)
+
+    @contextlib.contextmanager
+    def latest_checkpoint(self) -> Iterator[str | None]:
+        import ray.train
+
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            yield None
+        else:
+            with ckpt.as_directory() as d:
+                yield d
+
+
+def _worker(config: dict[str, Any]) -> None:
+    """The function every Ray Train worker runs."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    cfg = TrainConfig.model_validate(config["train"])
+    with _local_copy(config["init"]) as init:
+        train_loop(cfg, init, config["examples"], RayContext(), config.get("tensorboard_dir"))
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def _read_rows(examples: str | os.PathLike | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(examples, (str, os.PathLike)):
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(str(examples)).to_pylist()
+    else:
+        rows = [dict(r) for r in examples]
+    if rows:
+        require_columns(rows[0].keys(), SFT_EXAMPLE_SCHEMA.names, "train")
+    return rows
+
+
+def _phases(cfg: TrainConfig, rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    name = cfg.checkpointing.name
+    if cfg.target == "kpdd" and cfg.kpdd_schedule == "sequential":
+        return [(f"{name}-{stage}", [r for r in rows if r["stage"] == stage])
+                for stage in (STAGE_KEYPOINTS, STAGE_SOLVE)]
+    return [(name, rows)]
+
+
+def fit(
+    cfg: TrainConfig,
+    examples: str | os.PathLike | Sequence[Mapping[str, Any]],
+    *,
+    storage_path: str | os.PathLike | None = None,
+    resources: StageResources | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> TrainResult:
+    """Train the student of ``cfg`` on ``examples`` with a TorchTrainer; resume when the run
+    (storage path + name) already has checkpoints.
+
+    ``storage_path`` is the default for ``cfg.checkpointing.storage_path`` (the pipeline passes
+    ``<run_dir>/train``). ``resources`` is a :class:`distill.config.StageResources` (per-worker
+    ``num_cpus``, ``num_gpus``, ``memory_gb``); default 1 CPU per worker.
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    storage = cfg.checkpointing.storage_path or (str(storage_path) if storage_path else None)
+    if storage is None:
+        raise ValueError("no storage path: set train.checkpointing.storage_path or pass storage_path")
+    if not _is_uri(storage):
+        storage = str(Path(storage).absolute())
+    local = not _is_uri(storage)
+    rows = _read_rows(examples)
+    if not rows:
+        raise ValueError("no training examples")
+    num_cpus = getattr(resources, "num_cpus", 1.0) or 1.0
+    num_gpus = getattr(resources, "num_gpus", 0.0) or 0.0
+    memory_gb = getattr(resources, "memory_gb", None)
+    per_worker: dict[str, float] = {"CPU": num_cpus}
+    if num_gpus:
+        per_worker["GPU"] = num_gpus
+    if memory_gb:
+        per_worker["memory"] = memory_gb * 2**30
+
+    phases = _phases(cfg, rows)
+    init = stage_initial_student(
+        cfg, lambda: (t for r in rows for t in (r["source_text"], r["target_text"])),
+        _join(storage, phases[0][0], "student_init"))
+    result: Any = None
+    history: list[dict[str, Any]] = []
+    for run_name, phase_rows in phases:
+        run_path = _join(storage, run_name)
+        if not cfg.checkpointing.resume and local and _has_checkpoints(Path(run_path)):
+            raise ValueError(f"{run_path} already has checkpoints and checkpointing.resume is "
+                             "false: choose another checkpointing.name or delete the folder")
+        examples_path = _join(run_path, "examples.parquet")
+        _write_examples(phase_rows, examples_path)
+        mode = (f"DeepSpeed ZeRO-{cfg.deepspeed.zero_stage}" if cfg.deepspeed.enabled
+                else "DDP" if cfg.num_workers > 1 else "one process")
+        log(f"train: {run_name}: {len(phase_rows)} examples, {cfg.num_workers} worker(s), {mode}")
+        trainer = TorchTrainer(
+            _worker,
+            train_loop_config={
+                "train": cfg.model_dump(mode="json"),
+                "init": init,
+                "examples": examples_path,
+                "tensorboard_dir": str(Path(run_path) / "tensorboard") if local else None,
+            },
+            torch_config=TorchConfig(backend="nccl" if num_gpus else "gloo"),
+            scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=bool(num_gpus),
+                                         resources_per_worker=per_worker),
+            run_config=RunConfig(
+                name=run_name,
+                storage_path=storage,
+                failure_config=FailureConfig(max_failures=cfg.max_failures),
+                checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpointing.num_to_keep),
+            ),
+        )
+        result = trainer.fit()
+        if result.checkpoint is None:
+            raise RuntimeError(f"train: run {run_name} finished without a checkpoint")
+        ckpt_path = result.checkpoint.path if local else _join(
+            storage, run_name, Path(result.checkpoint.path).name)
+        init = ckpt_path  # the next phase starts from this one
+        if local:
+            state = Path(result.checkpoint.path) / TRAINER_STATE
+            history = json.loads(state.read_text())["history"] if state.is_file() else []
+    return TrainResult(
+        checkpoint_dir=ckpt_path,
+        run_path=_join(storage, phases[-1][0]),
+        metrics=dict(result.metrics or {}),
+        history=history,
+        phases=[p for p, _ in phases],
+    )
+
+
+def _join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts]) if _is_uri(base) else str(Path(base, *parts))
+
+
+def stage_initial_student(cfg: TrainConfig, texts: Callable[[], Any], target: str) -> str:
+    """Prepare the initial student at ``target`` (a folder or a pyarrow URI; kept when it is
+    already there) and return where workers load it from (``target``, or a hub name)."""
+    student = get_student(cfg.student.kind)
+    if not _is_uri(target):
+        return student.prepare(cfg.student, texts, Path(target), seed=cfg.seed)
+    import tempfile
+
+    import pyarrow.fs as pafs
+
+    fs, path = pafs.FileSystem.from_uri(target)
+    if fs.get_file_info(path + "/config.json").type != pafs.FileType.NotFound:
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        loc = student.prepare(cfg.student, texts, Path(tmp) / "student_init", seed=cfg.seed)
+        if not Path(loc).is_dir():
+            return loc  # a hub name: nothing to upload
+        fs.create_dir(path, recursive=True)
+        pafs.copy_files(loc, path, destination_filesystem=fs)
+    return target
+
+
+@contextlib.contextmanager
+def _local_copy(location: str) -> Iterator[str]:
+    """A local folder for ``location``: itself, or a download of a URI."""
+    if not _is_uri(location):
+        yield location
+        return
+    import pyarrow.fs as pafs
+    from ray.train import Checkpoint
+
+    fs, path = pafs.FileSystem.from_uri(location)
+    with Checkpoint(path, filesystem=fs).as_directory() as d:
+        yield d
+
+
+def _has_checkpoints(run_path: Path) -> bool:
+    return run_path.is_dir() and any((p / TRAINER_STATE).is_file() for p in run_path.iterdir())
+
+
+def _write_examples(rows: list[dict[str, Any]], path: str) -> None:
+    import pyarrow.parquet as pq
+
+    if not _is_uri(path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(to_table(rows, SFT_EXAMPLE_SCHEMA), path)

@@ -1,0 +1,297 @@
+"""The training core without Ray: collation, data order, the loop (golden losses and accuracy,
+resume after a kill, DeepSpeed in one process), inference and prediction rows.
+
+Golden values live in tests/golden/train_tiny.json. After an intended change to training,
+regenerate them with ``MATHDISTILL_UPDATE_GOLDEN=1 pytest tests/test_train.py -k golden`` and
+say why in the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from distill.train.collate import (
+    IGNORE_INDEX,
+    collate,
+    encode_examples,
+    encode_prompts,
+    epoch_batches,
+)
+from distill.train.config import InferenceConfig, TrainConfig
+from distill.train.infer import equation_answer, generate, prediction_rows
+from distill.train.loop import LocalContext, deepspeed_config, lr_lambda, train_loop
+from distill.train.sft import build_sft_examples, masked_gold_equations
+from distill.train.students import get_student, train_tokenizer
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "train_tiny.json"
+
+
+# ----------------------------------------------------------------------------- data
+def _problems(n: int = 48, split: str = "train") -> list[dict]:
+    from distill.data.synthetic import SyntheticConfig
+    from distill.data.synthetic import generate as synth
+
+    cfg = SyntheticConfig(seed=7, langs=["en"], max_steps=2, distractor_prob=0.0,
+                          templates=["add_more", "take_away", "groups_of", "share_equally"])
+    return synth(cfg, split, n=n)
+
+
+def _sft(problems: list[dict]) -> list[dict]:
+    eqs, skipped = masked_gold_equations(problems)
+    assert not skipped
+    return build_sft_examples(problems, "equation_prefix", equations=eqs).rows
+
+
+def _texts(rows):
+    return lambda: (t for r in rows for t in (r["source_text"], r["target_text"]))
+
+
+@pytest.fixture()
+def one_thread():
+    """Golden numbers are taken with one intra-op thread (reduction order is then fixed)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _config(**kw) -> TrainConfig:
+    base = {"student": {"kind": "scratch", "preset": "tiny", "vocab_size": 600},
+            "epochs": 2, "batch_size": 8, "lr": 2e-3, "log_every_steps": 1, "seed": 0,
+            "max_source_length": 64, "max_target_length": 16}
+    base.update(kw)
+    return TrainConfig.model_validate(base)
+
+
+# ---------------------------------------------------------------------- collation
+def test_epoch_batches_are_seeded_even_and_cover_everything() -> None:
+    a = epoch_batches(10, 3, epoch=0, seed=1)
+    assert a == epoch_batches(10, 3, epoch=0, seed=1)
+    assert a != epoch_batches(10, 3, epoch=1, seed=1)
+    assert sorted(i for b in a for i in b) == list(range(10))
+    shards = [epoch_batches(10, 2, epoch=3, seed=1, rank=r, world_size=3) for r in range(3)]
+    assert len({len(s) for s in shards}) == 1  # equal step counts: collectives stay in step
+    seen = [i for s in shards for b in s for i in b]
+    assert len(seen) == 12 and set(seen) == set(range(10))  # padded by wrapping around
+    with pytest.raises(ValueError):
+        epoch_batches(0, 2, 0, 0)
+
+
+def test_collate_layouts() -> None:
+    tok = train_tokenizer(["Tom has N0 apples", "+ N0 N1"] * 5, 400, append_eos=True)
+    enc = encode_examples(tok, ["Tom has N0 apples", "Tom"], ["+ N0 N1", "N0"], True, 32, 8)
+    assert all(e.target[-1] == tok.eos_token_id for e in enc)
+    b = collate(enc, tok.pad_token_id, encoder_decoder=True)
+    assert b["input_ids"].shape[0] == 2 and b["labels"][1, -1] == IGNORE_INDEX
+    assert b["n_tokens"] == int(b["attention_mask"].sum()) + sum(len(e.target) for e in enc)
+    # decoder-only: prompt + separator, then target + eos; only the target is learned
+    ctok = train_tokenizer(["Tom has N0 apples", "+ N0 N1"] * 5, 400, append_eos=False)
+    enc = encode_examples(ctok, ["Tom has N0 apples"], ["+ N0 N1"], False, 32, 8)
+    assert enc[0].prompt == encode_prompts(ctok, ["Tom has N0 apples"], False, 32)[0]
+    b = collate(enc, ctok.pad_token_id, encoder_decoder=False)
+    n_prompt = len(enc[0].prompt)
+    assert (b["labels"][0, :n_prompt] == IGNORE_INDEX).all()
+    assert b["labels"][0, n_prompt:].tolist() == enc[0].target
+    # truncation keeps eos
+    long = encode_examples(tok, ["x"], ["+ N0 + N1 + N2 + N3 + N4 N5"], True, 32, 4)[0]
+    assert len(long.target) == 4 and long.target[-1] == tok.eos_token_id
+
+
+def test_schedules_and_deepspeed_config() -> None:
+    lin = lr_lambda("linear", warmup=2, total=10)
+    assert [round(lin(s), 3) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+    cos = lr_lambda("cosine", warmup=0, total=10)
+    assert cos(0) == 1.0 and abs(cos(5) - 0.5) < 1e-9 and abs(cos(10)) < 1e-9
+    assert lr_lambda("constant", 0, 10)(9) == 1.0
+    cfg = _config(precision="bf16", gradient_accumulation_steps=2,
+                  deepspeed={"enabled": True, "zero_stage": 3, "offload_optimizer": True,
+                             "extra": {"zero_optimization": {"overlap_comm": True}}})
+    ds = deepspeed_config(cfg, world_size=4)
+    assert ds["train_batch_size"] == 8 * 2 * 4 and ds["bf16"] == {"enabled": True}
+    assert ds["zero_optimization"] == {"stage": 3, "offload_optimizer": {"device": "cpu"},
+                                       "overlap_comm": True}
+
+
+# ------------------------------------------------------------------ golden numbers
+def _golden_run(tmp_path: Path) -> dict:
+    rows = _sft(_problems(48))
+    cfg = _config(epochs=4)
+    init = get_student("scratch").prepare(cfg.student, _texts(rows), tmp_path / "init", seed=cfg.seed)
+    ctx = LocalContext(tmp_path / "ckpt")
+    train_loop(cfg, init, rows, ctx)
+    losses = [r["loss"] for r in ctx.reports if "epoch_time_s" not in r]
+    held_out = _problems(48, "test")
+    outputs = generate(str(ctx.checkpoints[-1]), [p["masked_question"] for p in held_out],
+                       InferenceConfig(max_new_tokens=12))
+    from distill.evaluate import score_problems, summarize
+
+    report = summarize(score_problems(prediction_rows(held_out, outputs)))
+    return {"first_losses": [round(x, 5) for x in losses[:20]], "last_loss": round(losses[-1], 5),
+            "steps": len(losses), "accuracy": report["accuracy"]}
+
+
+def test_golden_losses_and_accuracy(tmp_path: Path, one_thread) -> None:
+    got = _golden_run(tmp_path)
+    if os.environ.get("MATHDISTILL_UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(got, indent=1) + "\n")
+    want = json.loads(GOLDEN.read_text())
+    assert got["steps"] == want["steps"]
+    for i, (g, w) in enumerate(zip(got["first_losses"], want["first_losses"])):
+        assert math.isclose(g, w, rel_tol=1e-3, abs_tol=1e-3), (i, got["first_losses"], want["first_losses"])
+    assert math.isclose(got["last_loss"], want["last_loss"], rel_tol=0.02, abs_tol=0.02)
+    assert abs(got["accuracy"] - want["accuracy"]) <= 2 / 48 + 1e-9, (got, want)
+
+
+# ------------------------------------------------------------------------- resume
+class _Killed(Exception):
+    pass
+
+
+class _KilledAfterFirstCheckpoint(LocalContext):
+    def report(self, metrics, checkpoint_dir=None, checkpoint_name=None):
+        super().report(metrics, checkpoint_dir, checkpoint_name)
+        if checkpoint_dir is not None:
+            raise _Killed
+
+
+def test_resume_after_kill_continues_exactly(tmp_path: Path, one_thread) -> None:
+    rows = _sft(_problems(24))
+    cfg = _config(epochs=2)
+    init = get_student("scratch").prepare(cfg.student, _texts(rows), tmp_path / "init")
+    whole = LocalContext(tmp_path / "whole")
+    final = train_loop(cfg, init, rows, whole)
+
+    with pytest.raises(_Killed):
+        train_loop(cfg, init, rows, _KilledAfterFirstCheckpoint(tmp_path / "killed"))
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["epoch_0001"]
+    again = LocalContext(tmp_path / "killed")
+    resumed = train_loop(cfg, init, rows, again)
+    assert {r["epoch"] for r in again.reports} == {2}  # epoch 1 was not trained again
+    assert resumed["step"] == final["step"]
+    assert math.isclose(resumed["loss"], final["loss"], rel_tol=1e-6)  # same as no kill
+    state = json.loads((tmp_path / "killed" / "epoch_0002" / "trainer_state.json").read_text())
+    assert [h["epoch"] for h in state["history"]] == [1, 2]
+    # a finished run started again does nothing
+    assert train_loop(cfg, init, rows, LocalContext(tmp_path / "killed")) == {}
+
+
+def test_deepspeed_zero_stages_in_one_process(tmp_path: Path, one_thread) -> None:
+    """ZeRO 0 / 2 / 3 in one process (gloo group of one) give DDP-less training's losses."""
+    pytest.importorskip("deepspeed")
+    from transformers import AutoModelForSeq2SeqLM
+
+    rows = _sft(_problems(16))
+    base = _config(epochs=1)
+    init = get_student("scratch").prepare(base.student, _texts(rows), tmp_path / "init")
+    plain = LocalContext()
+    train_loop(base, init, rows, plain)
+    for stage in (0, 2, 3):
+        cfg = _config(epochs=1, deepspeed={"enabled": True, "zero_stage": stage})
+        ctx = LocalContext(tmp_path / f"z{stage}")
+        train_loop(cfg, init, rows, ctx)
+        for a, b in zip(plain.reports, ctx.reports):
+            assert math.isclose(a["loss"], b["loss"], rel_tol=2e-3), (stage, a, b)
+        ckpt = tmp_path / f"z{stage}" / "epoch_0001"
+        assert (ckpt / "deepspeed" / "latest").is_file()
+        AutoModelForSeq2SeqLM.from_pretrained(ckpt)  # full weights, also after ZeRO-3
+
+
+# ---------------------------------------------------------------------- inference
+@pytest.mark.parametrize("text, quantities, notation, expected", [
+    ("* N0 + N1 N2", ["2", "3", "4"], "prefix", ("14", None)),
+    ("/ N0 N1", ["1", "3"], "prefix", ("1/3", None)),
+    ("- N0 neg N1", ["1.5", "2"], "prefix", ("3.5", None)),
+    ("* N0 100", ["0.25"], "prefix", ("25", None)),
+    ("= + * N0 x N1 N2", ["2", "1", "7"], "prefix", ("3", None)),
+    ("N0 * (N1 + N2)", ["2", "3", "4"], "infix", ("14", None)),
+    ("* N0", ["1"], "prefix", (None, "unparsable")),
+    ("* N0 N5", ["1"], "prefix", (None, "unparsable")),
+    ("+ x N0", ["1"], "prefix", (None, "unparsable")),
+    ("", ["1"], "prefix", (None, "unparsable")),
+    ("/ N0 - N1 N1", ["1", "2"], "prefix", (None, "runtime")),
+])
+def test_equation_answer(text, quantities, notation, expected) -> None:
+    assert equation_answer(text, quantities, notation) == expected
+
+
+def test_generate_greedy_and_sampled_and_prediction_rows(tmp_path: Path) -> None:
+    from distill.evaluate import score_problems, summarize
+    from distill.train.infer import StudentPredictor
+
+    problems = _problems(6)
+    rows = _sft(problems)
+    for arch in ("t5", "qwen2"):
+        cfg = _config(student={"kind": "scratch", "architecture": arch, "vocab_size": 500})
+        where = get_student("scratch").prepare(cfg.student, _texts(rows), tmp_path / arch)
+        sources = [p["masked_question"] for p in problems]
+        greedy = generate(where, sources, InferenceConfig(max_new_tokens=6, batch_size=4))
+        assert len(greedy) == 6 and all(len(o) == 1 and isinstance(o[0], str) for o in greedy)
+        assert greedy == generate(where, sources, InferenceConfig(max_new_tokens=6, batch_size=2))
+        sampled = generate(where, sources, InferenceConfig(max_new_tokens=6, num_samples=3, seed=1))
+        assert all(len(o) == 3 for o in sampled)
+        assert sampled == generate(where, sources, InferenceConfig(max_new_tokens=6, num_samples=3, seed=1))
+    preds = prediction_rows(problems, [["+ N0 N1", "+ N0 N1", "oops"]] * 6)
+    assert len(preds) == 18 and {r["sample_idx"] for r in preds} == {0, 1, 2}
+    assert preds[2]["error"] == "unparsable" and preds[0]["gold"] == problems[0]["answer_raw"]
+    from distill.equations import operator_count
+
+    assert preds[0]["n_ops"] == operator_count(problems[0]["equation"])
+    report = summarize(score_problems(preds))
+    from distill.grading import answers_match
+
+    adds = sum(answers_match(equation_answer("+ N0 N1", p["quantities"])[0], p["answer"]) for p in problems)
+    assert report["n"] == 6 and report["correct"] == adds and report["decoding"] == "maj@3"
+    udf = StudentPredictor(str(tmp_path / "t5"), {"max_new_tokens": 4})
+    out = udf({"masked_question": sources[:2], "id": ["a", "b"]})
+    assert len(out["outputs"]) == 2 and out["id"] == ["a", "b"]
+
+
+# ------------------------------------------------------------------ driver-side checks
+def test_fit_checks_before_starting_ray(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    from distill.train.trainer import _phases, fit
+
+    rows = _sft(_problems(8))
+    with pytest.raises(ValueError, match="target_text"):
+        fit(_config(), [{"problem_id": "a", "stage": "solve", "source_text": "x"}], storage_path=tmp_path)
+    with pytest.raises(ValueError, match="no training examples"):
+        fit(_config(), [], storage_path=tmp_path)
+    done = tmp_path / "student" / "epoch_0001"
+    done.mkdir(parents=True)
+    (done / "trainer_state.json").write_text("{}")
+    with pytest.raises(ValueError, match="resume is false"):
+        fit(_config(checkpointing={"resume": False}), rows, storage_path=tmp_path)
+    kp = [{"problem_id": "a", "stage": s, "source_text": "q", "target_text": "t"}
+          for s in ("keypoints", "solve", "keypoints")]
+    seq = _phases(_config(target="kpdd", kpdd_schedule="sequential"), kp)
+    assert [(name, len(r)) for name, r in seq] == [("student-keypoints", 2), ("student-solve", 1)]
+    assert [(n, len(r)) for n, r in _phases(_config(target="kpdd"), kp)] == [("student", 3)]
+
+
+def test_initial_student_on_uri_storage(tmp_path: Path) -> None:
+    """Storage given as a pyarrow URI (s3:// on a cluster; file:// here): the scratch student
+    is uploaded once, and workers get a local copy."""
+    pytest.importorskip("ray")
+    from transformers import AutoTokenizer
+
+    from distill.train.trainer import _local_copy, stage_initial_student
+
+    rows = _sft(_problems(8))
+    uri = f"file://{tmp_path}/store/run/student_init"
+    assert stage_initial_student(_config(), _texts(rows), uri) == uri
+    mtime = (tmp_path / "store/run/student_init/config.json").stat().st_mtime_ns
+    assert stage_initial_student(_config(), _texts(rows), uri) == uri  # kept, not rebuilt
+    assert (tmp_path / "store/run/student_init/config.json").stat().st_mtime_ns == mtime
+    with _local_copy(uri) as local:
+        assert AutoTokenizer.from_pretrained(local)("* N0 N1")["input_ids"]
+    with _local_copy("google/flan-t5-small") as name:  # hub names pass through
+        assert name == "google/flan-t5-small"
