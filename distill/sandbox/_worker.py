@@ -508,6 +508,11 @@ def setup_root(binds, scratch_mb: int) -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     newroot = _pick_newroot(binds)
     _mount("tmpfs", newroot, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
+    # The scratch tmpfs first: an exposed path under /tmp (a venv or checkout there) is then
+    # bound on top of it instead of being hidden by it.
+    os.makedirs(newroot + "/tmp", exist_ok=True)
+    _mount("tmpfs", newroot + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={int(scratch_mb)}m,nr_inodes=4096,mode=1777")
     for src, kind in binds:
         dst = newroot + src
         os.makedirs(os.path.dirname(dst), exist_ok=True)
@@ -522,9 +527,6 @@ def setup_root(binds, scratch_mb: int) -> None:
         _remount_ro_under(dst)
     os.makedirs(newroot + "/proc", exist_ok=True)
     _mount("proc", newroot + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    os.makedirs(newroot + "/tmp", exist_ok=True)
-    _mount("tmpfs", newroot + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={int(scratch_mb)}m,nr_inodes=4096,mode=1777")
     os.chdir(newroot)
     nr = _SYS_PIVOT_ROOT.get(platform.machine())
     if nr is not None:

@@ -181,7 +181,10 @@ class BwrapIsolation:
 
     def wrap(self, argv: list[str], binds: list[tuple[str, str]], scratch_mb: int) -> list[str]:
         cmd = [self.binary() or "bwrap", "--die-with-parent", "--new-session", "--unshare-all",
-               "--as-pid-1", "--cap-drop", "ALL"]
+               "--as-pid-1", "--cap-drop", "ALL",
+               # The scratch tmpfs first: an exposed path under /tmp (a venv or checkout there)
+               # is then bound on top of it instead of being hidden by it.
+               "--size", str(int(scratch_mb) << 20), "--tmpfs", "/tmp"]
         for path, kind in binds:
             if kind == "symlink":
                 cmd += ["--symlink", os.readlink(path), path]
@@ -189,8 +192,7 @@ class BwrapIsolation:
                 cmd += ["--dev-bind", path, path]
             else:
                 cmd += ["--ro-bind", path, path]
-        cmd += ["--proc", "/proc", "--size", str(int(scratch_mb) << 20), "--tmpfs", "/tmp",
-                "--remount-ro", "/", "--chdir", "/", "--"]
+        cmd += ["--proc", "/proc", "--remount-ro", "/", "--chdir", "/", "--"]
         return cmd + argv
 
 
