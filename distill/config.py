@@ -31,7 +31,6 @@ from pydantic import (
 
 from distill.data.synthetic import SyntheticConfig
 from distill.equations import DEFAULT_CONSTANTS
-from distill.sandbox.config import SandboxConfig
 from distill.train.config import TrainConfig
 
 
@@ -163,10 +162,6 @@ class PipelineConfig(_Model):
     seed: int = Field(0, description="Seed for everything random in the run.")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray side, or a path to it.")
     data: DataConfig = Field(default_factory=DataConfig, description="The data stage.")
-    sandbox: SandboxConfig = Field(
-        default_factory=SandboxConfig,
-        description="Running untrusted programs: limits, pool size, isolation.",
-    )
     train: TrainConfig = Field(default_factory=TrainConfig, description="Student training.")
 
     @model_validator(mode="before")
