@@ -15,6 +15,7 @@ import typer
 
 from distill.config import DEFAULT_CONSTANTS, ConfigError, DataConfig, DataSource, load_config
 from distill.data.base import DataError, resolve_data_dir
+from distill.sandbox.cli import sandbox_app
 
 app = typer.Typer(
     help="Distill the math reasoning of large teacher LLMs into small students, on Ray.",
@@ -26,6 +27,7 @@ data_app = typer.Typer(help="Datasets: list, show, stats, export.", no_args_is_h
 config_app = typer.Typer(help="Pipeline configs: validate, show.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
+app.add_typer(sandbox_app, name="sandbox")
 
 DataDirOpt = typer.Option(
     None, "--data-dir", help="Folder of dataset files (default: $MATHDISTILL_DATA_DIR, then ./data)."

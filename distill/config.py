@@ -31,6 +31,7 @@ from pydantic import (
 
 from distill.data.synthetic import SyntheticConfig
 from distill.equations import DEFAULT_CONSTANTS
+from distill.sandbox.config import SandboxConfig
 from distill.train.config import TrainConfig
 
 
@@ -163,6 +164,8 @@ class PipelineConfig(_Model):
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray side, or a path to it.")
     data: DataConfig = Field(default_factory=DataConfig, description="The data stage.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Student training.")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="How generated "
+                                   "programs run (verification, evaluation, serving).")
 
     @model_validator(mode="before")
     @classmethod

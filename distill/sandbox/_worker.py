@@ -1,0 +1,1185 @@
+"""The sandbox worker: lives inside the isolation layers and forks one child per program.
+
+Standard library only. The host never imports this file to run it: it sends the source over the
+worker's stdin to a short bootstrap (``python -I -S -B -c <bootstrap>``), so the worker needs
+nothing from the repository once its minimal root is built. Tests import it for the pure parts
+(:func:`check_program`, :func:`describe_value`).
+
+Protocol on fds 0 (in) and 1 (out): frames of a 4-byte big-endian length + payload.
+
+* host -> worker, first frame (JSON): ``{"source": <this file>, "config": {...}}`` (read by the
+  bootstrap); the worker answers ``{"hello": ...}`` with the layers it set up and verified, or
+  ``{"fatal": reason}`` when a layer it was asked for could not be set up.
+* then, per program, binary frames (the hot path stays out of JSON in the worker):
+  host -> worker ``REQ_HEAD`` (id, timeout_s, memory_mb, ast_check) + the code in UTF-8;
+  worker -> host ``REPLY_HEAD`` (id, duration_s, status) + body, where status 0 means the body
+  is the child's JSON report (``kind``, ``detail``, ``source``, ``vtype``, ``vtext``,
+  ``stdout``, ``stdout_over``; parsed by the host, never by the worker) and status k > 0 means
+  the worker ended the program itself with error ``WORKER_KINDS[k]`` and the body is the detail.
+
+Set-up, once: (unshare mode) build the read-only minimal root and pivot into it; import the
+preloaded modules and warm sympy up; set the programs' environment (four neutral variables);
+drop every capability for good (securebits, no_new_privs); become undumpable (children can
+neither ptrace us nor open /proc/<us>/fd); lower the rlimits that hold for us too (file size,
+open files, processes, core); verify the layers from inside with a probe child; freeze the GC.
+
+Per program: the *next* child is forked ahead of time (while the host is busy) and restricts
+itself before any program exists: own session, /dev/null on fds 0-2, the result pipe on 3 and
+the request pipe on 4 and nothing else, a fresh scratch directory as cwd, the seccomp filter
+(no fork/exec/socket/ptrace/mount/namespace/kill...). When a request arrives it gets it, lowers
+its CPU and address-space limits, parses (and, with ``ast_check``, vets) and runs the program,
+writes one length-prefixed JSON report and ``_exit``\\s: a child never returns to the worker's
+code. The worker enforces the wall clock, answers the host, then kills every other process left
+in its pid namespace (or, without one, re-parented orphans), wipes the scratch area and forks
+the next child, so every program starts from the same state.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import ctypes
+import errno
+import gc
+import io
+import json
+import math
+import os
+import platform
+import re
+import resource
+import select
+import signal
+import socket
+import stat
+import struct
+import sys
+import time
+
+_HDR = struct.Struct("!I")
+MAX_FRAME = 64 << 20
+REQ_HEAD = struct.Struct("!QdIB")  # id, timeout_s, memory_mb, ast_check
+REPLY_HEAD = struct.Struct("!QdB")  # id, duration_s, status
+WORKER_KINDS = (None, "timeout", "memory", "runtime", "output_limit")
+
+# --------------------------------------------------------------------------------------------
+# Framing
+# --------------------------------------------------------------------------------------------
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        chunk = os.read(fd, n - got)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def read_raw_frame(fd: int) -> bytes:
+    (size,) = _HDR.unpack(_read_exact(fd, 4))
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes")
+    return _read_exact(fd, size)
+
+
+def write_raw(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def write_frame(fd: int, obj) -> None:
+    data = json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    write_raw(fd, _HDR.pack(len(data)) + data)
+
+
+# --------------------------------------------------------------------------------------------
+# The AST allow-list (defence in depth: the OS layers are the wall)
+# --------------------------------------------------------------------------------------------
+
+FORBIDDEN_NAMES = frozenset({
+    "eval", "exec", "compile", "open", "__import__", "globals", "locals", "vars", "getattr",
+    "setattr", "delattr", "breakpoint", "input", "help", "memoryview", "exit", "quit",
+})
+FORBIDDEN_ATTRS = frozenset({
+    "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "gi_frame", "gi_code", "cr_frame",
+    "cr_code", "ag_frame", "ag_code", "tb_frame", "tb_next", "co_code", "mro", "format_map",
+    "system", "popen", "spawn", "fork", "execv", "execve", "load_module", "exec_module",
+})
+ALLOWED_DUNDER_NAMES = frozenset({"__name__", "__doc__"})
+# Every construct check_program refuses needs one of these in the source text: the keyword
+# ``import``, ``__`` (any dunder), or a refused name or attribute spelled out. So ASCII source
+# without any of them passes, and its AST need not be built (it is the costliest part of a small
+# program in a fresh child). Non-ASCII source is always checked: identifiers are NFKC-normalised,
+# so fullwidth ``ｅｖａｌ`` is ``eval``.
+_MAY_BE_REFUSED = re.compile(
+    "|".join(["import", "__"] + sorted(map(re.escape, FORBIDDEN_NAMES | FORBIDDEN_ATTRS)))
+)
+
+
+_IMPORT_LINES: dict[tuple[str, ...], re.Pattern] = {}
+
+
+def _import_lines(allowed_imports) -> re.Pattern:
+    """One-line imports of allowed modules, strictly spelled: ``import sympy as sp``, ``import
+    math, fractions``, ``from fractions import Fraction``. Submodule parts start with a letter
+    (no dunders); the names a ``from`` line imports are captured, to be scanned like the rest."""
+    key = tuple(sorted(allowed_imports))
+    pat = _IMPORT_LINES.get(key)
+    if pat is None:
+        mod = r"(?:%s)(?:\.[A-Za-z]\w*)*" % "|".join(map(re.escape, key))
+        one = mod + r"(?:[ \t]+as[ \t]+\w+)?"
+        pat = re.compile(
+            r"^[ \t]*(?:import[ \t]+%s(?:[ \t]*,[ \t]*%s)*|from[ \t]+%s[ \t]+import[ \t]+"
+            r"(?P<names>[\w \t,]+?))[ \t]*(?:#[^\n]*)?$" % (one, one, mod),
+            re.MULTILINE,
+        )
+        _IMPORT_LINES[key] = pat
+    return pat
+
+
+def needs_check(code: str, allowed_imports=()) -> bool:
+    """False only when :func:`check_program` is sure to accept ``code``: ASCII source in which,
+    once the one-line imports of allowed modules are set aside (the names a ``from`` line
+    imports are kept), none of the substrings a refused construct needs appears. A line that
+    only looks like an import (inside a string) can hide nothing: strings do not run."""
+    if not code.isascii():
+        return True
+    if allowed_imports and "import" in code:
+        code = _import_lines(allowed_imports).sub(lambda m: m.group("names") or "", code)
+    return _MAY_BE_REFUSED.search(code) is not None
+
+
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
+def check_program(tree_or_code, allowed_imports) -> str | None:
+    """Why a program is refused by the allow-list, or None when it passes.
+
+    Refused: importing a module whose top-level package is not in ``allowed_imports``, relative
+    imports, the names in ``FORBIDDEN_NAMES`` (``eval``, ``exec``, ``open``, ``__import__``,
+    ``getattr`` ...), any dunder name other than ``__name__``/``__doc__`` (``__builtins__``,
+    ``__loader__`` ...), any dunder attribute (``x.__class__``, ``f.__globals__``,
+    ``__subclasses__``), frame/code attributes (``f_globals``, ``gi_frame`` ...).
+    """
+    tree = tree_or_code if isinstance(tree_or_code, ast.AST) else ast.parse(tree_or_code)
+    allowed = set(allowed_imports)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] not in allowed:
+                    return f"import of {alias.name!r} (allowed: {', '.join(sorted(allowed))})"
+                if any(_is_dunder(p) for p in parts):
+                    return f"import of {alias.name!r}"
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                return "relative import"
+            parts = (node.module or "").split(".")
+            if parts[0] not in allowed:
+                return f"import from {node.module!r} (allowed: {', '.join(sorted(allowed))})"
+            if any(_is_dunder(p) for p in parts):
+                return f"import from {node.module!r}"
+            for alias in node.names:  # from sympy import __builtins__ as b
+                if _is_dunder(alias.name) or alias.name in FORBIDDEN_NAMES:
+                    return f"import of name {alias.name!r} from {node.module!r}"
+        elif isinstance(node, ast.Name):
+            if node.id in FORBIDDEN_NAMES:
+                return f"use of {node.id!r}"
+            if _is_dunder(node.id) and node.id not in ALLOWED_DUNDER_NAMES:
+                return f"use of {node.id!r}"
+        elif isinstance(node, ast.Attribute):
+            if _is_dunder(node.attr) or node.attr in FORBIDDEN_ATTRS:
+                return f"access to attribute {node.attr!r}"
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            continue
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Answers: the child turns the program's value into (type, text); the host canonicalises
+# --------------------------------------------------------------------------------------------
+
+ANSWER_NAMES = ("ans", "answer", "result")
+
+
+class _AnswerTooLong(Exception):
+    pass
+
+
+def describe_value(v, max_chars: int = 4096, _depth: int = 0):
+    """``(vtype, vtext)`` for an answer value: vtype is int, fraction, float, decimal or str.
+
+    One-element lists/tuples (``sympy.solve`` results) and size-1 numpy arrays are unwrapped;
+    numpy scalars, sympy Integer/Rational/Float and real sympy numbers (``sqrt(2)``) are read as
+    numbers. Anything else is sent as ``str(v)`` for the host to parse (or reject).
+    """
+    if _depth > 4:
+        return "str", _cap(str(v), max_chars)
+    rec = lambda x: describe_value(x, max_chars, _depth + 1)
+    if isinstance(v, bool):
+        return "str", str(v)
+    if isinstance(v, (list, tuple)) and len(v) == 1:
+        return rec(v[0])
+    if isinstance(v, int):
+        try:
+            text = str(int(v))
+        except ValueError as e:  # more digits than int->str allows
+            raise _AnswerTooLong(str(e)) from None
+        return "int", _cap(text, max_chars)
+    if isinstance(v, float):
+        return "float", repr(float(v))
+    mod = type(v).__module__ or ""
+    if mod == "fractions" or type(v).__name__ == "Fraction":
+        try:
+            return "fraction", _cap(f"{int(v.numerator)}/{int(v.denominator)}", max_chars)
+        except ValueError as e:
+            raise _AnswerTooLong(str(e)) from None
+    if mod == "decimal":
+        return "decimal", _cap(str(v), max_chars)
+    if mod.startswith("numpy"):
+        np = sys.modules.get("numpy")
+        if np is not None:
+            if isinstance(v, np.ndarray) and v.size == 1:
+                return rec(v.reshape(-1)[0].item())
+            if isinstance(v, np.generic):
+                return rec(v.item())
+    if mod.startswith("sympy"):
+        sp = sys.modules.get("sympy")
+        if sp is not None and isinstance(v, sp.Basic):
+            if v.is_Integer:
+                return rec(int(v))
+            if v.is_Rational:
+                try:
+                    return "fraction", _cap(f"{int(v.p)}/{int(v.q)}", max_chars)
+                except ValueError as e:
+                    raise _AnswerTooLong(str(e)) from None
+            if v.is_Float:
+                return "float", repr(float(v))
+            if v.is_number and v.is_real:
+                return "float", repr(float(v))
+            return "str", _cap(str(v), max_chars)
+    if isinstance(v, complex) and v.imag == 0:
+        return "float", repr(v.real)
+    if isinstance(v, str):
+        return "str", _cap(v, max_chars)
+    return "str", _cap(str(v), max_chars)
+
+
+def _cap(text: str, max_chars: int) -> str:
+    if len(text) > max_chars:
+        raise _AnswerTooLong(f"answer of {len(text)} characters (limit {max_chars})")
+    return text
+
+
+def _pick_answer(g: dict):
+    """(source, value) by the documented conventions; value None means "use what was printed"."""
+    for name in ANSWER_NAMES:
+        if name in g:
+            v = g[name]
+            if v is not None and not callable(v) and type(v).__name__ != "module":
+                return name, v
+    sol = g.get("solution")
+    if callable(sol):
+        v = sol()
+        if v is not None:
+            return "solution()", v
+    return "printed", None
+
+
+# --------------------------------------------------------------------------------------------
+# Running one program (in the child)
+# --------------------------------------------------------------------------------------------
+
+
+class _OutputLimit(BaseException):
+    """Raised from print() when stdout passes its cap; a BaseException so ``except Exception``
+    in the program does not swallow it (a bare ``except:`` may, but the flag stays set)."""
+
+
+class _CappedText(io.TextIOBase):
+    def __init__(self, limit: int) -> None:
+        self.parts: list[str] = []
+        self.n = 0
+        self.limit = limit
+        self.over = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        room = self.limit - self.n
+        if len(s) > room:
+            if room > 0:
+                self.parts.append(s[:room])
+            self.n = self.limit
+            self.over = True
+            raise _OutputLimit
+        self.parts.append(s)
+        self.n += len(s)
+        return len(s)
+
+    def getvalue(self) -> str:
+        return "".join(self.parts)
+
+
+_FORBIDDEN_ERRNOS = {errno.EPERM, errno.EACCES, errno.EROFS}
+_QUOTA_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", 122)}
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "memory"
+    if isinstance(exc, OSError) and exc.errno in _FORBIDDEN_ERRNOS:
+        return "forbidden"
+    if isinstance(exc, OSError) and exc.errno in _QUOTA_ERRNOS:
+        return "output_limit"
+    return "runtime"
+
+
+def _short(exc: BaseException) -> str:
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except BaseException:  # noqa: BLE001 - a hostile __str__
+        text = type(exc).__name__
+    return text[:500]
+
+
+_REPORT_KEYS = ("kind", "detail", "source", "vtype", "vtext", "stdout", "stdout_over")
+
+
+def encode_report(report: dict) -> bytes:
+    """The report as JSON, written out directly: a fresh child pays in page faults for every
+    object json.dumps builds on the way."""
+    enc = json.encoder.encode_basestring  # the C encoder; non-ASCII stays UTF-8
+    parts = []
+    for key in _REPORT_KEYS:
+        v = report.get(key)
+        if v is None:
+            parts.append(f'"{key}":null')
+        elif v is True or v is False:
+            parts.append(f'"{key}":{"true" if v else "false"}')
+        else:
+            parts.append(f'"{key}":{enc(str(v))}')
+    return ("{" + ",".join(parts) + "}").encode("utf-8", "surrogatepass")
+
+
+def run_code(code: str, ast_check: bool, allowed_imports, stdout_limit: int,
+             max_answer_chars: int = 4096) -> dict:
+    """Parse, vet and run one program in *this* process; the report the host turns into an
+    ExecResult. Only ever called in a sacrificial child (or in tests)."""
+    out = _CappedText(stdout_limit)
+    report = {"kind": None, "detail": None, "source": None, "vtype": None, "vtext": None}
+    saved = sys.stdout, sys.stderr, sys.stdin
+    sys.stdout, sys.stderr, sys.stdin = out, _CappedText(4096), io.StringIO("")
+    try:
+        _run_into(report, code, ast_check, allowed_imports, max_answer_chars)
+    finally:
+        sys.stdout, sys.stderr, sys.stdin = saved
+    if out.over:
+        report.update(kind="output_limit", detail=f"more than {stdout_limit} characters printed")
+    report["stdout"] = out.getvalue()
+    report["stdout_over"] = out.over
+    return report
+
+
+def _run_into(report: dict, code: str, ast_check: bool, allowed_imports, max_answer_chars: int):
+    try:
+        try:
+            if ast_check and needs_check(code, allowed_imports):
+                tree = ast.parse(code, "<program>", "exec")
+                why = check_program(tree, allowed_imports)
+                if why is not None:
+                    report.update(kind="forbidden", detail=f"refused by the allow-list: {why}")
+                    return
+                codeobj = compile(tree, "<program>", "exec")
+            else:
+                codeobj = compile(code, "<program>", "exec")
+        except (SyntaxError, ValueError) as e:  # ValueError: NUL bytes
+            report.update(kind="syntax", detail=_short(e))
+            return
+        g = {"__name__": "__main__", "__builtins__": builtins}
+        exec(codeobj, g)
+        source, value = _pick_answer(g)
+        report["source"] = source
+        if value is not None:
+            report["vtype"], report["vtext"] = describe_value(value, max_answer_chars)
+    except _OutputLimit:
+        pass
+    except _AnswerTooLong as e:
+        report.update(kind="output_limit", detail=str(e)[:500])
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            report.update(kind="runtime", detail=f"SystemExit: {e.code!r}"[:500])
+    except BaseException as e:  # noqa: BLE001 - everything the program raises is reported
+        report.update(kind=_error_kind(e), detail=_short(e))
+
+
+# --------------------------------------------------------------------------------------------
+# Kernel interfaces (ctypes on libc; the worker is trusted code, the child loses them)
+# --------------------------------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 32, 1024, 2048, 4096, 16384
+MS_PRIVATE, MS_RELATIME, MS_STRICTATIME = 1 << 18, 1 << 21, 1 << 24
+MNT_DETACH = 2
+_MNT_OPT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
+                  "noatime": MS_NOATIME, "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME,
+                  "strictatime": MS_STRICTATIME}
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_CAPBSET_DROP = 1, 4, 22, 24
+PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 36, 38, 47
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+
+
+def _errcheck(ret: int, what: str) -> None:
+    if ret != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def _mount(src, target, fstype, flags, data=None) -> None:
+    enc = lambda s: None if s is None else s.encode()
+    _errcheck(_libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
+
+
+def _prctl(option: int, a: int = 0, b: int = 0, c: int = 0, d: int = 0) -> int:
+    return _libc.prctl(option, a, b, c, d)
+
+
+def _fork() -> int:
+    r"""libc fork() without CPython's at-fork machinery (interpreter re-initialisation, the
+    random/threading/logging hooks): about a hundred page faults less per program. Sound only
+    because the worker is single-threaded and holds no lock at this point; a child never
+    returns to the worker's code (it runs one program and ``_exit``\s)."""
+    pid = _libc.fork()
+    if pid < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"fork: {os.strerror(e)}")
+    return pid
+
+
+def _mountinfo() -> list[tuple[str, int]]:
+    """(mount point, per-mount flags to keep on remount) for every mount we can see."""
+    out = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4].encode("latin-1", "surrogateescape").decode("unicode_escape")
+            flags = 0
+            for opt in fields[5].split(","):
+                flags |= _MNT_OPT_FLAGS.get(opt, 0)
+            out.append((point, flags))
+    return out
+
+
+def _remount_ro_under(path: str) -> None:
+    for point, flags in _mountinfo():
+        if point == path or point.startswith(path.rstrip("/") + "/"):
+            _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
+
+
+def _pick_newroot(binds) -> str:
+    sources = [b[0] for b in binds]
+    for cand in ("/mnt", "/media", "/srv", "/opt", "/var/tmp", "/tmp", "/home"):
+        if os.path.isdir(cand) and not os.path.islink(cand) and not any(
+            s == cand or s.startswith(cand + "/") for s in sources
+        ):
+            return cand
+    raise OSError(errno.ENOENT, "no directory to build the sandbox root on")
+
+
+def setup_root(binds, scratch_mb: int) -> None:
+    """Build a minimal read-only root (the bound paths, a few /dev nodes, /proc of our pid
+    namespace, a size-limited tmpfs /tmp) and pivot into it. Needs CAP_SYS_ADMIN in a private
+    mount namespace (``unshare --user --map-root-user --mount ...``)."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    newroot = _pick_newroot(binds)
+    _mount("tmpfs", newroot, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
+    # The scratch tmpfs first: an exposed path under /tmp (a venv or checkout there) is then
+    # bound on top of it instead of being hidden by it.
+    os.makedirs(newroot + "/tmp", exist_ok=True)
+    _mount("tmpfs", newroot + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={int(scratch_mb)}m,nr_inodes=4096,mode=1777")
+    for src, kind in binds:
+        dst = newroot + src
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if kind == "symlink":
+            os.symlink(os.readlink(src), dst)
+            continue
+        if kind == "dir":
+            os.makedirs(dst, exist_ok=True)
+        else:
+            open(dst, "w").close()
+        _mount(src, dst, None, MS_BIND | MS_REC)
+        _remount_ro_under(dst)
+    os.makedirs(newroot + "/proc", exist_ok=True)
+    _mount("proc", newroot + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chdir(newroot)
+    nr = _SYS_PIVOT_ROOT.get(platform.machine())
+    if nr is not None:
+        _errcheck(_libc.syscall(nr, b".", b"."), "pivot_root")
+        _errcheck(_libc.umount2(b".", MNT_DETACH), "umount old root")
+    else:
+        os.chroot(".")
+    os.chdir("/")
+    _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+# ---- seccomp ---------------------------------------------------------------------------------
+
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_X86_64 = {
+    "clone": 56, "clone3": 435,
+    "deny": [
+        62, 234,  # kill tgkill: a program signals nobody (abort() still ends it)
+        57, 58, 59, 322,  # fork vfork execve execveat
+        41, 53, 42, 43, 49, 50, 288,  # socket socketpair connect accept bind listen accept4
+        101, 310, 311, 440, 312,  # ptrace process_vm_readv/writev process_madvise kcmp
+        165, 166, 155, 161, 272, 308,  # mount umount2 pivot_root chroot unshare setns
+        428, 429, 430, 431, 432, 433, 442,  # open_tree move_mount fs* mount_setattr
+        200, 424, 434, 438, 129, 297,  # tkill pidfd_* rt_(tg)sigqueueinfo
+        321, 298, 323, 425, 426, 427,  # bpf perf_event_open userfaultfd io_uring_*
+        248, 249, 250, 246, 320, 175, 313, 176, 169, 167, 168, 163,  # keys kexec modules reboot swap acct
+        164, 227, 159, 305, 170, 171, 172, 173, 303, 304, 179, 212, 153, 103, 134, 133, 259,
+    ],
+}
+_CLONE_THREAD = 0x00010000
+_RET_ALLOW, _RET_ERRNO, _RET_KILL = 0x7FFF0000, 0x00050000, 0x80000000
+_LD, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                ("k", ctypes.c_uint)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def seccomp_supported() -> bool:
+    return platform.machine() == "x86_64"
+
+
+def _seccomp_program() -> list[tuple[int, int, int, int]]:
+    t = _X86_64
+    eperm = _RET_ERRNO | errno.EPERM
+    p = [
+        (_LD, 0, 0, 4),  # arch
+        (_JEQ, 1, 0, _AUDIT_ARCH_X86_64),
+        (_RET, 0, 0, _RET_KILL),
+        (_LD, 0, 0, 0),  # syscall number
+        (_JGE, 0, 1, 0x40000000),  # the x32 ABI
+        (_RET, 0, 0, eperm),
+    ]
+    for nr in t["deny"]:
+        p += [(_JEQ, 0, 1, nr), (_RET, 0, 0, eperm)]
+    p += [(_JEQ, 0, 1, t["clone3"]), (_RET, 0, 0, _RET_ERRNO | errno.ENOSYS)]  # libc falls back
+    # clone: threads only
+    p += [(_JEQ, 0, 4, t["clone"]), (_LD, 0, 0, 16), (_JSET, 0, 1, _CLONE_THREAD),
+          (_RET, 0, 0, _RET_ALLOW), (_RET, 0, 0, eperm), (_LD, 0, 0, 0)]
+    p.append((_RET, 0, 0, _RET_ALLOW))
+    return p
+
+
+class SeccompFilter:
+    """The filter, built once in the worker; each child installs it (no_new_privs, which the
+    kernel requires first, is already set by the worker and inherited)."""
+
+    def __init__(self) -> None:
+        prog = _seccomp_program()
+        self.arr = (_SockFilter * len(prog))(*[_SockFilter(*ins) for ins in prog])
+        self.fprog = _SockFprog(len(prog), self.arr)
+        self.addr = ctypes.addressof(self.fprog)
+
+    def install(self) -> None:
+        _errcheck(_prctl(PR_SET_SECCOMP, 2, self.addr), "seccomp")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+_CAP_HDR = _CapHeader(0x20080522, 0)
+_CAP_DATA = (_CapData * 2)()
+PR_SET_SECUREBITS = 28
+# NOROOT, NO_SETUID_FIXUP, NO_CAP_AMBIENT_RAISE and KEEP_CAPS off, each locked: root gets no
+# capabilities back from an execve (the bounding set in one call instead of one per capability).
+_SECUREBITS = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80
+
+
+def drop_capabilities() -> None:
+    if _prctl(PR_SET_SECUREBITS, _SECUREBITS) != 0:
+        for cap in range(64):  # no CAP_SETPCAP: then we hold nothing worth dropping either
+            if _prctl(PR_CAPBSET_DROP, cap) != 0:
+                break
+    _prctl(PR_CAP_AMBIENT, 4)  # PR_CAP_AMBIENT_CLEAR_ALL
+    _errcheck(_libc.capset(ctypes.byref(_CAP_HDR), ctypes.byref(_CAP_DATA)), "capset")
+
+
+def _statm_vsz() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * resource.getpagesize()
+    except OSError:
+        return 0
+
+
+def _static_limits(cfg: dict) -> list:
+    return [
+        (resource.RLIMIT_FSIZE, cfg["fsize_mb"] << 20, cfg["fsize_mb"] << 20),
+        (resource.RLIMIT_NOFILE, cfg["nofile"], cfg["nofile"]),
+        (resource.RLIMIT_NPROC, cfg["nproc"], cfg["nproc"]),
+        (resource.RLIMIT_CORE, 0, 0),
+    ]
+
+
+def _program_limits(timeout_s: float, memory_mb: int, base_vsz: int) -> list:
+    """CPU seconds and address space; ``base_vsz`` is the worker's address space at fork time,
+    so ``memory_mb`` is what the program may add to the pre-imported interpreter."""
+    cpu = math.ceil(timeout_s) + 1
+    vsz = base_vsz + (int(memory_mb) << 20)
+    return [(resource.RLIMIT_CPU, cpu, cpu + 1), (resource.RLIMIT_AS, vsz, vsz)]
+
+
+def _set_limits(limits: list) -> None:
+    """Lower soft and hard limits (irreversible for the child)."""
+    for which, soft, hard in limits:
+        _, cur_hard = resource.getrlimit(which)
+        if cur_hard != resource.RLIM_INFINITY:
+            hard = min(hard, cur_hard)
+            soft = min(soft, hard)
+        resource.setrlimit(which, (soft, hard))
+
+
+# --------------------------------------------------------------------------------------------
+# The worker
+# --------------------------------------------------------------------------------------------
+
+
+class Worker:
+    def __init__(self, cfg: dict, proto_in: int, proto_out: int, devnull: int) -> None:
+        self.cfg = cfg
+        self.proto_in, self.proto_out, self.devnull = proto_in, proto_out, devnull
+        self.mode = cfg["mode"]
+        self.own_pidns = False
+        self.scratch_base = "/tmp" if self.mode != "none" else cfg["scratch_dir"]
+        self.base_vsz = 0
+        self.seq = 0
+        self.layers: dict[str, object] = {}
+        self.seccomp: SeccompFilter | None = None
+        self.seccomp_ok = False
+        self.ready: tuple[int, int, int] | None = None
+        self.since_statm = 0
+
+    # ---- setup ---------------------------------------------------------------------------
+    def setup(self) -> str | None:
+        cfg = self.cfg
+        if cfg.get("setup_root"):
+            try:
+                setup_root([tuple(b) for b in cfg["binds"]], cfg["scratch_mb"])
+            except OSError as e:
+                return f"building the read-only root failed: {e}"
+        for p in cfg["sys_path"]:
+            if p not in sys.path:
+                sys.path.append(p)
+        try:
+            self.own_pidns = os.readlink("/proc/self/ns/pid") != cfg["host_pidns"]
+        except OSError:
+            self.own_pidns = False
+        if self.mode != "none" and not self.own_pidns:
+            return "no private pid namespace"
+        if self.mode == "none":
+            _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        if cfg["seccomp"] and seccomp_supported():
+            self.seccomp = SeccompFilter()
+        self._preload()
+        # The programs' environment, set once here and inherited: four neutral variables (the
+        # host started us with nothing of its own either).
+        os.environ.clear()
+        os.environ.update(HOME=self.scratch_base, TMPDIR=self.scratch_base, LANG="C.UTF-8",
+                          PATH="/usr/bin:/bin")
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write fails with EFBIG instead
+        # Root setup is done: the worker needs no capability from here on (it kills and deletes
+        # only what runs and is written as its own uid), so it drops them all once and every
+        # child inherits nothing, with no way back (securebits, no_new_privs).
+        try:
+            drop_capabilities()
+        except OSError as e:
+            return f"dropping capabilities failed: {e}"
+        _errcheck(_prctl(PR_SET_NO_NEW_PRIVS, 1), "no_new_privs")
+        _prctl(PR_SET_DUMPABLE, 0)  # children may not ptrace us or open /proc/<us>/fd
+        # limits that hold for the worker as well, set once and inherited by every child
+        _set_limits(_static_limits(cfg))
+        os.umask(0o077)
+        self.layers = self._verify()
+        if self.mode != "none" and not self.layers.get("root_readonly"):
+            return "the root filesystem is writable inside the sandbox"
+        if cfg["seccomp"] and not self.layers.get("seccomp"):
+            return f"seccomp was asked for but is not active ({self.layers.get('probe_error')})"
+        gc.collect()
+        gc.freeze()  # fewer copy-on-write faults in the children
+        self.base_vsz = _statm_vsz()
+        self._prefork()
+        return None
+
+    def _preload(self) -> None:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = "1"  # one program, one thread: no BLAS thread pools to fork
+        loaded, missing = [], []
+        for name in self.cfg["preload"]:
+            try:
+                __import__(name)
+                loaded.append(name)
+            except Exception:  # noqa: BLE001 - an allowed module that is not installed
+                missing.append(name)
+        if self.cfg.get("warmup") and "sympy" in sys.modules:
+            try:
+                sp = sys.modules["sympy"]
+                x = sp.Symbol("x")
+                sp.solve(sp.Eq(2 * x + 3, 11), x)
+                sp.simplify(sp.Rational(1, 3) + sp.sqrt(4) * x - x)
+                sp.nsimplify(0.5)
+                str(sp.Rational(7, 3) * 3)
+            except Exception:  # noqa: BLE001 - warm-up is an optimisation only
+                pass
+        if "numpy" in sys.modules:
+            try:
+                np = sys.modules["numpy"]
+                float(np.mean(np.array([1.0, 2.0, 3.0])))
+            except Exception:  # noqa: BLE001
+                pass
+        self.preloaded, self.missing = loaded, missing
+
+    def _verify(self) -> dict:
+        """What actually holds, measured from inside (reported by ``sandbox check``)."""
+        out: dict[str, object] = {"mode": self.mode, "pid": os.getpid(),
+                                  "own_pidns": self.own_pidns, "preloaded": self.preloaded,
+                                  "missing": self.missing}
+        try:
+            out["root_readonly"] = bool(os.statvfs("/").f_flag & os.ST_RDONLY)
+        except OSError:
+            out["root_readonly"] = False
+        try:
+            s = socket.create_connection(("127.0.0.1", 9), timeout=0.2)
+            s.close()
+            out["network"] = "loopback reachable"
+        except OSError as e:
+            if e.errno == errno.ENETUNREACH:
+                out["network"] = "no route, loopback down"
+            elif e.errno == errno.ECONNREFUSED:
+                out["network"] = "own loopback only" if self.mode != "none" else "host loopback"
+            else:
+                out["network"] = str(e)
+        out.update(self._probe_child())
+        self.seccomp_ok = bool(out.get("seccomp"))
+        return out
+
+    def _probe_child(self) -> dict:
+        """Fork a child with every per-program restriction and see which ones hold."""
+        self.base_vsz = _statm_vsz()
+        r, w = os.pipe()
+        scratch = self._new_scratch()
+        pid = _fork()
+        if pid == 0:
+            res: dict = {}
+            try:
+                os.close(r)
+                self._restrict(scratch, w)
+                _set_limits(_program_limits(2.0, 64, self.base_vsz))
+                res["seccomp"] = self.seccomp_ok
+                with open("/proc/self/status") as f:
+                    caps = {ln.split(":")[0]: int(ln.split()[1], 16) for ln in f
+                            if ln.startswith(("CapEff", "CapPrm", "CapInh", "CapAmb"))}
+                res["caps_dropped"] = not any(caps.values()) and len(caps) == 4
+                try:
+                    p = os.fork()
+                    if p == 0:
+                        os._exit(0)
+                    res["fork_blocked"] = False
+                except OSError:
+                    res["fork_blocked"] = True
+                try:
+                    socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+                    res["socket_blocked"] = False
+                except OSError:
+                    res["socket_blocked"] = True
+                target = "/etc/hostname" if os.path.exists("/etc/hostname") else "/probe"
+                try:
+                    with open(target, "a"):
+                        pass
+                    res["system_files_writable"] = True
+                except OSError:
+                    res["system_files_writable"] = False
+                with open(os.path.join(scratch, "probe"), "w") as f:
+                    f.write("ok")
+                res["scratch_writable"] = True
+                res["env_clean"] = sorted(os.environ) == ["HOME", "LANG", "PATH", "TMPDIR"]
+                try:
+                    with open("/proc/self/environ", "rb") as f:
+                        res["env_clean"] &= b"OPENBLAS" not in f.read()
+                except OSError:
+                    pass
+            except BaseException as e:  # noqa: BLE001
+                res["probe_error"] = _short(e)
+            try:
+                data = json.dumps(res).encode()
+                os.write(3, _HDR.pack(len(data)) + data)
+            finally:
+                os._exit(0)
+        os.close(w)
+        try:
+            (n,) = _HDR.unpack(_read_exact(r, 4))
+            res = json.loads(_read_exact(r, n))
+        except (EOFError, ValueError) as e:
+            res = {"probe_error": f"probe child died: {e}"}
+        os.close(r)
+        self._finish(pid, time.monotonic() + 5)
+        return res
+
+    # ---- per program ------------------------------------------------------------------------
+    def _new_scratch(self) -> str:
+        self.seq += 1
+        path = os.path.join(self.scratch_base, f"run-{self.seq}")
+        os.mkdir(path, 0o700)
+        return path
+
+    def _restrict(self, scratch: str, result_fd: int, request_fd: int = -1) -> None:
+        """Everything a child does to itself before it may see a program: its own session,
+        fds 0-2 on /dev/null, 3 = result pipe, 4 = request pipe, nothing else; cwd = scratch;
+        the seccomp filter. Environment, capabilities and the static rlimits come from the
+        worker already (see :meth:`setup`)."""
+        if self.mode == "none":
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # in a namespace the kernel does this
+        os.setsid()
+        if result_fd != 3:
+            os.dup2(result_fd, 3)
+        if request_fd >= 0 and request_fd != 4:
+            os.dup2(request_fd, 4)
+        for fd in (0, 1, 2):
+            os.dup2(self.devnull, fd)
+        os.closerange(5 if request_fd >= 0 else 4, 1 << 20)
+        os.chdir(scratch)
+        if self.seccomp is not None:
+            self.seccomp.install()  # raises (fail closed) when asked for and refused
+            self.seccomp_ok = True
+
+    def _child(self, scratch: str, w: int, rq: int) -> None:
+        """A pre-forked child: restrict, wait for one request on fd 4 (``REQ_HEAD`` + code, then
+        EOF), run it, report on fd 3 (length-prefixed JSON)."""
+        try:
+            try:
+                self._restrict(scratch, w, rq)
+                setup_error = None
+            except BaseException as e:  # noqa: BLE001
+                setup_error = f"sandbox setup failed: {_short(e)}"
+            chunks = []
+            while True:
+                chunk = os.read(4, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            raw = b"".join(chunks)
+            if len(raw) < REQ_HEAD.size:
+                os._exit(0)  # the worker closed the pipe without a program: not needed
+            _, timeout_s, memory_mb, ast_check = REQ_HEAD.unpack_from(raw)
+            if setup_error is None:
+                try:
+                    _set_limits(_program_limits(timeout_s, memory_mb, self.base_vsz))
+                    code = raw[REQ_HEAD.size:].decode("utf-8", "surrogatepass")
+                except BaseException as e:  # noqa: BLE001
+                    setup_error = f"sandbox setup failed: {_short(e)}"
+            del raw, chunks
+            if setup_error is not None:
+                report = {"kind": "runtime", "detail": setup_error}
+            else:
+                report = run_code(code, bool(ast_check), self.cfg["allowed_imports"],
+                                  self.cfg["stdout_limit"], self.cfg["max_answer_chars"])
+            data = encode_report(report)
+            write_raw(3, _HDR.pack(len(data)) + data)
+        finally:
+            os._exit(0)
+
+    def _prefork(self) -> None:
+        """Fork and restrict the next child now, while we would otherwise wait for a request."""
+        scratch = self._new_scratch()
+        r, w = os.pipe()
+        rq_r, rq_w = os.pipe()
+        pid = _fork()
+        if pid == 0:
+            os.close(r)
+            os.close(rq_w)
+            self._child(scratch, w, rq_r)
+        os.close(w)
+        os.close(rq_r)
+        self.ready = (pid, r, rq_w)
+
+    def run(self, raw_req: bytes) -> tuple[bytes, int, float]:
+        """Run one program (a raw request); returns (reply frame payload, child pid, reap
+        deadline). The child may still be exiting: :meth:`_finish` must run before the next."""
+        req_id, timeout_s, _, _ = REQ_HEAD.unpack_from(raw_req)
+        if self.ready is None:
+            self._prefork()
+        pid, r, rq_w = self.ready
+        self.ready = None
+        cap = 6 * self.cfg["stdout_limit"] + 8 * self.cfg["max_answer_chars"] + 65536
+        t0 = time.monotonic()
+        try:
+            write_raw(rq_w, raw_req)
+        except OSError:  # the waiting child is gone; the reply below says so
+            pass
+        os.close(rq_w)
+        deadline = t0 + timeout_s
+        buf = bytearray()
+        need = None
+        timed_out = too_big = False
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            if not select.select([r], [], [], left)[0]:
+                continue
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            buf += chunk
+            if need is None and len(buf) >= 4:
+                need = 4 + _HDR.unpack_from(buf)[0]
+            if need is not None and len(buf) >= need:
+                break
+            if len(buf) > cap:
+                too_big = True
+                break
+        os.close(r)
+        duration = time.monotonic() - t0
+        if timed_out or too_big:
+            self._kill(pid)
+        if timed_out:
+            return self._reply(req_id, duration, "timeout",
+                               f"killed after {timeout_s:g} s wall clock"), pid, 0.0
+        if too_big:
+            return self._reply(req_id, duration, "output_limit",
+                               "result larger than the output cap"), pid, 0.0
+        if need is None or len(buf) < need:
+            # no result: the child died; its status says how
+            status = self._finish(pid, deadline)
+            sig = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
+            if sig == signal.SIGXCPU:
+                reply = self._reply(req_id, duration, "timeout", "CPU time limit")
+            elif sig == signal.SIGKILL:
+                reply = self._reply(req_id, duration, "memory", "killed by SIGKILL (out of memory?)")
+            else:
+                what = f"killed by {signal.Signals(sig).name}" if sig else "exited"
+                reply = self._reply(req_id, duration, "runtime", f"program {what} without a result")
+            return reply, 0, 0.0
+        return REPLY_HEAD.pack(req_id, duration, 0) + bytes(buf[4:need]), pid, deadline
+
+    @staticmethod
+    def _reply(req_id: int, duration: float, kind: str, detail: str) -> bytes:
+        return REPLY_HEAD.pack(req_id, duration, WORKER_KINDS.index(kind)) + detail.encode()
+
+    @staticmethod
+    def _kill(pid: int) -> None:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def _finish(self, pid: int, deadline: float):
+        """Reap the child (killing it at ``deadline``), kill whatever it left, wipe scratch."""
+        status = self._reap(pid, deadline) if pid else None
+        self._cleanup()
+        self.since_statm += 1
+        if self.since_statm >= 64:  # our own size barely moves; reading it costs page faults
+            self.since_statm = 0
+            self.base_vsz = _statm_vsz() or self.base_vsz
+        return status
+
+    def _reap(self, pid: int, deadline: float):
+        got, st = os.waitpid(pid, os.WNOHANG)  # usually gone by now: the reply was sent first
+        if got:
+            return st
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            pidfd = -1
+        try:
+            while True:
+                try:
+                    got, st = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    return None
+                if got:
+                    return st
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._kill(pid)
+                    return os.waitpid(pid, 0)[1]
+                if pidfd >= 0:
+                    select.select([pidfd], [], [], left)
+                else:
+                    time.sleep(min(left, 0.0005))
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)
+
+    def _cleanup(self) -> None:
+        """Kill whatever the program left behind and wipe the scratch area."""
+        for _ in range(100):
+            if self.own_pidns:
+                try:
+                    os.kill(-1, signal.SIGKILL)  # everyone in our namespace but us (and pid 1)
+                except ProcessLookupError:
+                    break  # nobody else exists (the usual case): nothing to reap either
+            elif not self.seccomp_ok or not self.seccomp:
+                self._kill_descendants()
+            reaped = False
+            while True:
+                try:
+                    got, _ = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if not got:
+                    break
+                reaped = True
+            if not reaped and not self._has_children():
+                break
+            time.sleep(0.001)
+        self._wipe(self.scratch_base)
+
+    def _has_children(self) -> bool:
+        if self.own_pidns:
+            try:
+                os.kill(-1, 0)
+                return True
+            except ProcessLookupError:
+                return False
+        if self.seccomp_ok and self.seccomp:
+            return False  # nothing can fork: the reaped child was the only one
+        return bool(self._children())
+
+    def _children(self) -> list[int]:
+        me = str(os.getpid())
+        kids = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    stat_line = f.read().decode("latin-1")
+            except OSError:
+                continue
+            if stat_line[stat_line.rfind(")") + 2:].split()[1] == me:
+                kids.append(int(name))
+        return kids
+
+    def _kill_descendants(self) -> None:
+        for pid in self._children():
+            self._kill(pid)
+
+    @staticmethod
+    def _wipe(base: str) -> None:
+        """Empty the scratch area. Only the scratch filesystem is touched: a directory on another
+        device is a read-only bind (a venv or checkout under /tmp) and is left alone, and the
+        directories leading to it are emptied but kept. A program may have chmod-ed its files
+        away from us (we hold no capabilities), so permissions are given back first."""
+        try:
+            os.chmod(base, 0o1777 if base == "/tmp" else 0o700)
+            device = os.lstat(base).st_dev
+        except OSError:
+            return
+        _wipe_tree(base, device)
+
+    def serve(self) -> None:
+        while True:
+            try:
+                raw = read_raw_frame(self.proto_in)
+            except (EOFError, OSError, ValueError):
+                return
+            pid, deadline = 0, 0.0
+            try:
+                reply, pid, deadline = self.run(raw)
+            except Exception as e:  # noqa: BLE001 - the worker lives on; the host sees the error
+                req_id = REQ_HEAD.unpack_from(raw)[0] if len(raw) >= REQ_HEAD.size else 0
+                reply = self._reply(req_id, 0.0, "runtime", f"worker: {_short(e)}")
+            write_raw(self.proto_out, _HDR.pack(len(reply)) + reply)  # answer first, then clean
+            self._finish(pid, deadline)
+            self._prefork()
+
+
+def _wipe_tree(path: str, device: int) -> None:
+    """Remove everything under ``path`` that lives on ``device``; never cross a mount point."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(entry.path)
+                continue
+            if st.st_dev != device:
+                continue  # a bind mount of the host: not ours to empty
+            try:
+                os.rmdir(entry.path)  # the usual case: an empty scratch dir
+                continue
+            except OSError:
+                pass
+            os.chmod(entry.path, 0o755)
+            _wipe_tree(entry.path, device)
+            try:
+                os.rmdir(entry.path)
+            except OSError:
+                pass  # it leads to a bind mount: it stays, emptied
+        except OSError:
+            pass
+
+
+def main(cfg: dict) -> None:
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    devnull = os.open("/dev/null", os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    worker = Worker(cfg, proto_in, proto_out, devnull)
+    try:
+        fatal = worker.setup()
+    except Exception as e:  # noqa: BLE001
+        fatal = f"worker setup failed: {_short(e)}"
+    if fatal:
+        write_frame(proto_out, {"fatal": fatal})
+        return
+    write_frame(proto_out, {"hello": True, "layers": worker.layers})
+    worker.serve()
+    if worker.ready is not None:  # stdin closed: leave nothing behind for init to reap
+        pid, _, rq_w = worker.ready
+        os.close(rq_w)  # the waiting child sees EOF and exits
+        worker._finish(pid, time.monotonic() + 1.0)
+
+
+if __name__ == "__sandbox_worker__":
+    main(CONFIG)  # noqa: F821 - injected by the bootstrap

@@ -1,0 +1,258 @@
+"""Namespace backends for the sandbox workers: bwrap, unshare (util-linux) and none.
+
+A backend turns the worker's command line into the command that starts it inside its
+namespaces (one launch per *worker*, never per program) and says whether it can run here.
+They are registered by name (:func:`register_isolation`, :func:`get_isolation`); the pool walks
+``AUTO_ORDER`` for ``isolation="auto"``.
+
+What every backend exposes to the worker (and so to programs): the system directories
+(``/usr``, ``/lib*``, ``/bin``, ``/sbin``), ``/etc/ld.so.cache``, the Python installation and its
+site-packages, ``/dev/{null,zero,full,random,urandom}``, a ``/proc`` of the sandbox's own pid
+namespace and a size-limited tmpfs ``/tmp``; everything read-only but ``/tmp``. Nothing else of
+the host (no home directories, no repository, no ``/etc/shadow``) exists inside.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from typing import Protocol
+
+__all__ = [
+    "AUTO_ORDER",
+    "IsolationBackend",
+    "get_isolation",
+    "isolation_names",
+    "register_isolation",
+    "sandbox_binds",
+]
+
+AUTO_ORDER = ("bwrap", "unshare", "none")
+_SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
+_SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime")
+_DEV_NODES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+_PROBE_TIMEOUT_S = 10.0
+
+
+class IsolationBackend(Protocol):
+    """How a worker is launched inside (or without) namespaces."""
+
+    name: str
+    #: The namespace layers this backend sets up, for the report.
+    namespaces: tuple[str, ...]
+    #: True when the worker must build its own read-only root (unshare does not do it).
+    worker_builds_root: bool
+
+    def unavailable(self) -> str | None:
+        """None when this backend can start workers here, else why not."""
+
+    def wrap(self, argv: list[str], binds: list[tuple[str, str]], scratch_mb: int) -> list[str]:
+        """The command that runs ``argv`` inside this backend's namespaces."""
+
+
+_REGISTRY: dict[str, IsolationBackend] = {}
+
+
+def register_isolation(backend: IsolationBackend) -> IsolationBackend:
+    if backend.name in _REGISTRY:
+        raise ValueError(f"isolation backend {backend.name!r} is already registered")
+    _REGISTRY[backend.name] = backend
+    return backend
+
+
+def get_isolation(name: str) -> IsolationBackend:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown isolation backend {name!r}; valid names: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def isolation_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+# --------------------------------------------------------------------------------------------
+# What the sandbox sees
+# --------------------------------------------------------------------------------------------
+
+
+def python_paths() -> tuple[list[str], list[str]]:
+    """(directories the interpreter needs, site-packages directories to put on sys.path)."""
+    need = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
+            os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))]
+    site_dirs: list[str] = []
+    paths = sysconfig.get_paths()
+    for key in ("purelib", "platlib"):
+        if paths.get(key):
+            site_dirs.append(paths[key])
+    for p in sys.path:
+        if p and ("site-packages" in p or "dist-packages" in p) and os.path.isdir(p):
+            site_dirs.append(p)
+    for key in ("stdlib", "platstdlib"):
+        if paths.get(key):
+            need.append(paths[key])
+    site_dirs = list(dict.fromkeys(os.path.realpath(p) for p in site_dirs if os.path.isdir(p)))
+    return need + site_dirs, site_dirs
+
+
+@functools.lru_cache(maxsize=1)
+def sandbox_binds() -> tuple[tuple[str, str], ...]:
+    """``(host path, kind)`` pairs to expose read-only; kind is dir, file, symlink or dev.
+    Sorted so that parents come first; a path under an exposed directory is not repeated."""
+    out: dict[str, str] = {}
+    for p in _SYSTEM_DIRS:
+        if os.path.islink(p):
+            out[p] = "symlink"
+        elif os.path.isdir(p):
+            out[p] = "dir"
+    for p in _SYSTEM_FILES:
+        if os.path.islink(p):
+            out[p] = "symlink"
+        elif os.path.isfile(p):
+            out[p] = "file"
+    dirs, _ = python_paths()
+    for p in dirs:
+        if os.path.isdir(p):
+            out.setdefault(os.path.realpath(p), "dir")
+    for p in _DEV_NODES:
+        if os.path.exists(p):
+            out[p] = "dev"
+    kept: list[tuple[str, str]] = []
+    for path in sorted(out, key=lambda s: (s.count("/"), s)):
+        kind = out[path]
+        if kind != "symlink" and any(
+            k == "dir" and (path + "/").startswith(p.rstrip("/") + "/") and p != path
+            for p, k in kept
+        ):
+            continue
+        if kind != "symlink" and _under_symlink(path, kept):
+            continue
+        kept.append((path, kind))
+    return tuple(sorted(kept))
+
+
+def _under_symlink(path: str, kept: list[tuple[str, str]]) -> bool:
+    """A real path below an exposed symlink (``/lib64/x`` when ``/lib64 -> usr/lib64``) is
+    reached through the link's target, which must be exposed itself."""
+    return any(k == "symlink" and path.startswith(p + "/") for p, k in kept)
+
+
+def _run_probe(cmd: list[str]) -> str | None:
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=_PROBE_TIMEOUT_S, env={"PATH": "/usr/bin:/bin"},
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{cmd[0]}: {e}"
+    if proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        return f"{' '.join(cmd[:3])} ...: {msg[-1] if msg else f'exit status {proc.returncode}'}"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Backends
+# --------------------------------------------------------------------------------------------
+
+
+class BwrapIsolation:
+    """bubblewrap: builds the minimal root itself; the worker runs as pid 1 of its namespace."""
+
+    name = "bwrap"
+    namespaces = ("user", "mount", "pid", "net", "ipc", "uts", "cgroup")
+    worker_builds_root = False
+
+    def binary(self) -> str | None:
+        return shutil.which("bwrap")
+
+    @functools.lru_cache(maxsize=1)  # noqa: B019 - one instance, one probe per process
+    def unavailable(self) -> str | None:
+        exe = self.binary()
+        if exe is None:
+            return "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+        return _run_probe(self.wrap(["/bin/true" if os.path.exists("/bin/true") else
+                                     "/usr/bin/true"], list(sandbox_binds()), 1))
+
+    def wrap(self, argv: list[str], binds: list[tuple[str, str]], scratch_mb: int) -> list[str]:
+        cmd = [self.binary() or "bwrap", "--die-with-parent", "--new-session", "--unshare-all",
+               "--as-pid-1", "--cap-drop", "ALL",
+               # The scratch tmpfs first: an exposed path under /tmp (a venv or checkout there)
+               # is then bound on top of it instead of being hidden by it.
+               "--size", str(int(scratch_mb) << 20), "--tmpfs", "/tmp"]
+        for path, kind in binds:
+            if kind == "symlink":
+                cmd += ["--symlink", os.readlink(path), path]
+            elif kind == "dev":
+                cmd += ["--dev-bind", path, path]
+            else:
+                cmd += ["--ro-bind", path, path]
+        cmd += ["--proc", "/proc", "--remount-ro", "/", "--chdir", "/", "--"]
+        return cmd + argv
+
+
+class UnshareIsolation:
+    """util-linux ``unshare``: new user (mapped to root), mount, pid, net, ipc and uts
+    namespaces; the worker then builds its read-only root and pivots into it."""
+
+    name = "unshare"
+    worker_builds_root = True
+
+    def __init__(self) -> None:
+        self._flags: list[str] | None = None
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        user = ("user",) if self._flags is None or "--user" in self._flags else ()
+        return user + ("mount", "pid", "net", "ipc", "uts")
+
+    def binary(self) -> str | None:
+        return shutil.which("unshare")
+
+    @functools.lru_cache(maxsize=1)  # noqa: B019
+    def unavailable(self) -> str | None:
+        exe = self.binary()
+        if exe is None:
+            return "unshare (util-linux) is not installed"
+        variants = [["--user", "--map-root-user"]]
+        if os.geteuid() == 0:
+            variants.append([])  # a privileged container may refuse user namespaces only
+        reasons = []
+        for user in variants:
+            self._flags = user
+            why = _run_probe(self.wrap(["true"], [], 1))
+            if why is None:
+                return None
+            reasons.append(why)
+        self._flags = None
+        return "; ".join(reasons)
+
+    def wrap(self, argv: list[str], binds: list[tuple[str, str]], scratch_mb: int) -> list[str]:
+        user = self._flags if self._flags is not None else ["--user", "--map-root-user"]
+        return [self.binary() or "unshare", *user, "--mount", "--net", "--pid", "--ipc", "--uts",
+                "--fork", "--kill-child", "--propagation", "private", "--", *argv]
+
+
+class NoIsolation:
+    """No namespaces: rlimits, seccomp, capabilities, the wall clock, an empty environment and
+    the AST check only. Programs can read (and, as the same user, write) the host's files."""
+
+    name = "none"
+    namespaces: tuple[str, ...] = ()
+    worker_builds_root = False
+
+    def unavailable(self) -> str | None:
+        return None
+
+    def wrap(self, argv: list[str], binds: list[tuple[str, str]], scratch_mb: int) -> list[str]:
+        return list(argv)
+
+
+register_isolation(BwrapIsolation())
+register_isolation(UnshareIsolation())
+register_isolation(NoIsolation())
