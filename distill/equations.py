@@ -2,8 +2,11 @@
 
 Takes equation / expression text as datasets and teachers write it (``x=(11-1)*2``,
 ``X=(27.0*16.0)``, ``(7.0*x)+4.0=(3.0*x)-20.0``, ``x=200*(1+(1/5))``, ``N0 * (N1 + N2)``) and
-gives an immutable AST, its exact value (``fractions.Fraction``), the solution of an equation
-for its one unknown, canonical infix / prefix text, and the numeric literals it uses.
+gives an immutable AST, its exact value (``fractions.Fraction``; :data:`BINARY_OPS` is what
+each operator does, for every evaluator of expression trees), the solution of an equation for
+its one unknown, canonical infix / prefix text and Python source (:func:`to_python`), the
+numeric literals it uses, and its readings over a problem's placeholders
+(:func:`placeholder_readings`: ``x=3*4`` with quantities 3, 4 is ``x=N0*N1``).
 
 Grammar (a hand-written tokenizer and recursive-descent parser; no ``eval``, no sympy)::
 
@@ -48,10 +51,11 @@ bounded time. Roots that zero a denominator are dropped.
 from __future__ import annotations
 
 import math
+import operator
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterator, Mapping, Union
+from typing import Collection, Iterator, Mapping, Sequence, Union
 
 from distill.quantities import normalize_text
 
@@ -74,16 +78,21 @@ __all__ = [
     "parse_equation",
     "parse_prefix",
     "evaluate",
+    "apply_op",
+    "BINARY_OPS",
     "power",
     "solve_equation",
     "solve_all",
     "to_infix",
+    "to_python",
     "to_prefix",
     "literal_numbers",
     "substitute",
     "operator_count",
     "placeholders",
     "variables",
+    "placeholder_readings",
+    "UnmappedLiteral",
 ]
 
 MAX_EXPONENT = 64  # |b| in an exact a ^ b
@@ -509,30 +518,32 @@ def _lookup(name: str, bindings: Mapping[str, Fraction]) -> Fraction:
     return v if isinstance(v, Fraction) else Fraction(v)
 
 
+def _divide(left: Fraction, right: Fraction) -> Fraction:
+    if right == 0:
+        raise EquationError("division by zero")
+    return left / right
+
+
+# What each binary operator does to exact values: the one definition, used by evaluate() and
+# by every fast evaluator of expression trees elsewhere (the equation search).
+BINARY_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": _divide, "^": power}
+
+
+def apply_op(op: str, left: Fraction, right: Fraction) -> Fraction:
+    """``left op right`` exactly (``op`` in ``+ - * / ^``); :class:`EquationError` on a division
+    by zero or a power out of range."""
+    return BINARY_OPS[op](left, right)
+
+
 def _eval(node: Expr, b: Mapping[str, Fraction]) -> Fraction:
     cls = node.__class__
     if cls is Num:
         return node.value
     if cls is BinOp:
-        left = _eval(node.left, b)
-        right = _eval(node.right, b)
-        op = node.op
-        if op == "+":
-            return left + right
-        if op == "-":
-            return left - right
-        if op == "*":
-            return left * right
-        if op == "/":
-            if right == 0:
-                raise EquationError("division by zero")
-            return left / right
-        return power(left, right)
+        return BINARY_OPS[node.op](_eval(node.left, b), _eval(node.right, b))
     if cls is Neg:
         return -_eval(node.operand, b)
-    if cls is Placeholder:
-        return _lookup(node.name, b)
-    if cls is Var:
+    if cls is Placeholder or cls is Var:
         return _lookup(node.name, b)
     raise EquationError(f"not an expression node: {node!r}")
 
@@ -874,10 +885,11 @@ def _prec(node: Expr) -> int:
 _INT_TEXT = re.compile(r"-?\d+\Z")
 
 
-def _wrap(node: Expr, s: str) -> str:
+def _wrap(node: Expr, s: str, py: bool = False) -> str:
     # "(3 / 12)" would read back as the literal (3/12): bracket an integer division differently
     if (
-        node.__class__ is BinOp
+        not py
+        and node.__class__ is BinOp
         and node.op == "/"
         and node.left.__class__ is Num
         and node.right.__class__ is Num
@@ -888,33 +900,33 @@ def _wrap(node: Expr, s: str) -> str:
     return f"({s})"
 
 
-def _infix(node: Expr) -> str:
+def _infix(node: Expr, py: bool = False) -> str:
     cls = node.__class__
     if cls is Num:
-        return node.text
+        return _number_text(node.value) if py else node.text
     if cls is Var or cls is Placeholder:
         return node.name
     if cls is Neg:
         inner = node.operand
-        s = _infix(inner)
+        s = _infix(inner, py)
         # -(3) stays a negation when read back (-3 is the literal), -(a * b) keeps its tree
         if inner.__class__ is Num:
             return f"-{s}" if s.startswith("(") else f"-({s})"
-        return f"-{_wrap(inner, s)}" if _prec(inner) <= _UNARY_PREC else f"-{s}"
+        return f"-{_wrap(inner, s, py)}" if _prec(inner) <= _UNARY_PREC else f"-{s}"
     p = _PREC[node.op]
-    left, right = _infix(node.left), _infix(node.right)
+    left, right = _infix(node.left, py), _infix(node.right, py)
     lp, rp = _prec(node.left), _prec(node.right)
     if node.op == "^":
         if lp <= p:
-            left = _wrap(node.left, left)
+            left = _wrap(node.left, left, py)
         if rp < p:
-            right = _wrap(node.right, right)
+            right = _wrap(node.right, right, py)
     else:
         if lp < p:
-            left = _wrap(node.left, left)
+            left = _wrap(node.left, left, py)
         if rp <= p or rp == _UNARY_PREC:  # a - (b - c) keeps its tree; a * (-b) reads better
-            right = _wrap(node.right, right)
-    return f"{left} {node.op} {right}"
+            right = _wrap(node.right, right, py)
+    return f"{left} {'**' if py and node.op == '^' else node.op} {right}"
 
 
 def to_infix(node: Expr | Equation) -> str:
@@ -924,6 +936,15 @@ def to_infix(node: Expr | Equation) -> str:
     if isinstance(node, Equation):
         return f"{_infix(node.lhs)} = {_infix(node.rhs)}"
     return _infix(node)
+
+
+def to_python(node: Expr) -> str:
+    """The expression as Python source: the tree of :func:`to_infix` with ``**`` for ``^``,
+    plain parentheses, and literals as Python numbers (``25%`` is ``0.25``, ``(1/3)`` the
+    division ``(1/3)``). Placeholders and variables keep their names."""
+    if isinstance(node, Equation):
+        raise EquationError("an equation has no Python expression; render one side")
+    return _infix(node, py=True)
 
 
 def _prefix(node: Expr, out: list[str]) -> None:
@@ -1078,3 +1099,130 @@ def substitute(
         return n
 
     return rec(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Literals over placeholders
+# --------------------------------------------------------------------------------------------
+
+_HUNDREDTH = Fraction(1, 100)
+_HUNDRED = Fraction(100)
+
+
+class UnmappedLiteral(EquationError):
+    """A literal that is neither a quantity nor an allowed constant (``text`` says which)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(f"number {text} is neither a quantity nor a constant")
+        self.text = text
+
+
+def _literal_tiers(
+    num: Num,
+    quantities: Sequence[Fraction],
+    constants: Collection[Fraction],
+    percent_quantities: Sequence[int],
+    lenient: bool,
+) -> list[list[Expr]]:
+    """What one literal may stand for, in tiers of preference (see placeholder_readings)."""
+    v = num.value
+    hits: list[Expr] = [Placeholder(i) for i, q in enumerate(quantities) if q == v]
+    tiers = [hits]
+    if not hits and v < 0:  # a folded sign: -7 is the negation of a quantity 7
+        tiers.append([Neg(Placeholder(i)) for i, q in enumerate(quantities) if q == -v])
+    if v in constants:
+        tiers.append([Num(v)])
+    # a percentage quantity written without its sign: 20 for 20% (= N * 100)
+    tiers.append([BinOp("*", Placeholder(i), Num(_HUNDRED)) for i in percent_quantities
+                  if quantities[i] * 100 == v])
+    if any(tiers):
+        return tiers
+    if lenient and v == _HUNDREDTH and (percent_quantities or _HUNDRED in constants):
+        return [[Num(v)]]  # n * 0.01 is n / 100
+    m = _FRACTION_TEXT.match(num.text)
+    if m:  # Math23K's (n/d): the fraction's two parts may be two quantities
+        parts = []
+        for text in m.groups():
+            part = Fraction(int(text))
+            opts: list[Expr] = [Placeholder(i) for i, q in enumerate(quantities) if q == part]
+            if lenient and part in constants:
+                opts.append(Num(part))
+            parts.append(opts)
+        return [[BinOp("/", a, b) for a in parts[0] for b in parts[1]]]
+    return []
+
+
+def _uses(node: Expr) -> list[int]:
+    return [n.index for n in _walk(node) if n.__class__ is Placeholder]
+
+
+def placeholder_readings(
+    node: Expr | Equation,
+    quantities: Sequence[Fraction],
+    constants: Collection[Fraction] = (),
+    *,
+    percent_quantities: Sequence[int] = (),
+    lenient: bool = False,
+    limit: int = 64,
+) -> list[Expr | Equation]:
+    """``node`` with every numeric literal read over the placeholders of ``quantities``.
+
+    A literal becomes the placeholder of a quantity of its value; or, when none has it, the
+    negation of one (``-7`` for a quantity 7); it stays a number when it is one of
+    ``constants``; it is ``N_i * 100`` when quantity ``i`` (listed in ``percent_quantities``) is
+    a percentage written without its sign; a ``(n/d)`` literal no quantity or constant has is
+    ``N_a / N_b`` for quantities ``n`` and ``d``. ``lenient`` adds what dataset coverage counts
+    (:mod:`distill.data.stats`): ``0.01`` as ``/100`` and constant parts of a ``(n/d)``.
+
+    Several quantities of one value, or a value that is both a quantity and a constant, give
+    several readings (at most ``limit``). The first is the preferred one: literals in textual
+    order, each taking the first quantity of its value not used yet (else the first one), a
+    quantity before a constant. Raises :class:`UnmappedLiteral` for a literal with no reading.
+    """
+    consts = constants if isinstance(constants, (set, frozenset)) else set(constants)
+    roots = [node.lhs, node.rhs] if isinstance(node, Equation) else [node]
+    nums = [n for r in roots for n in _walk(r) if n.__class__ is Num]
+    tiers = []
+    for num in nums:
+        t = _literal_tiers(num, quantities, consts, percent_quantities, lenient)
+        if not any(t):
+            raise UnmappedLiteral(num.text)
+        tiers.append([tier for tier in t if tier])
+    out: list[list[Expr]] = []
+
+    def dfs(i: int, used: set[int], chosen: list[Expr]) -> None:
+        if i == len(tiers):
+            out.append(list(chosen))
+            return
+        for tier in tiers[i]:
+            # within a tier, readings that use no quantity twice first
+            for opt in sorted(tier, key=lambda o: sum(u in used for u in _uses(o))):
+                if len(out) >= limit:
+                    return
+                idx = _uses(opt)
+                chosen.append(opt)
+                dfs(i + 1, used | set(idx), chosen)
+                chosen.pop()
+
+    dfs(0, set(), [])
+
+    def rebuild(n: Expr, it: Iterator[Expr]) -> Expr:
+        cls = n.__class__
+        if cls is Num:
+            return next(it)
+        if cls is BinOp:
+            left = rebuild(n.left, it)
+            return BinOp(n.op, left, rebuild(n.right, it))
+        if cls is Neg:
+            return Neg(rebuild(n.operand, it))
+        return n
+
+    readings: list[Expr | Equation] = []
+    for choice in out:
+        it = iter(choice)
+        if isinstance(node, Equation):
+            lhs = rebuild(node.lhs, it)
+            readings.append(Equation(lhs, rebuild(node.rhs, it)))
+        else:
+            readings.append(rebuild(node, it))
+    return readings

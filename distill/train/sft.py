@@ -21,7 +21,6 @@ verdict is ``correct`` are used; identical targets of one problem are kept once.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -35,10 +34,11 @@ from distill.equations import (
     Expr,
     Neg,
     Num,
-    Placeholder,
+    UnmappedLiteral,
     Var,
     evaluate,
     parse,
+    placeholder_readings,
     placeholders,
     solve_all,
     to_infix,
@@ -66,9 +66,6 @@ STAGE_SOLVE = "solve"
 STAGE_KEYPOINTS = "keypoints"
 
 
-_FRACTION_TEXT = re.compile(r"\((-?\d+)/(\d+)\)\Z")
-
-
 @dataclass
 class SFTBuild:
     """The examples built and, per reason, the problems that gave none."""
@@ -93,10 +90,6 @@ def solve_source(question: str, key_points: str) -> str:
 
 
 # ------------------------------------------------------------------ masked gold equations
-class _Unmapped(Exception):
-    pass
-
-
 def _values(quantities: Sequence[str]) -> list[Fraction]:
     out = []
     for q in quantities:
@@ -105,44 +98,6 @@ def _values(quantities: Sequence[str]) -> list[Fraction]:
             raise ValueError(f"quantity {q!r} is not a canonical number")
         out.append(v)
     return out
-
-
-def _mask(node: Expr, qvals: list[Fraction], used: set[int], consts: set[Fraction]) -> Expr:
-    """``node`` with each numeric literal replaced by a placeholder, in textual order."""
-    cls = node.__class__
-    if cls is BinOp:
-        left = _mask(node.left, qvals, used, consts)
-        return BinOp(node.op, left, _mask(node.right, qvals, used, consts))
-    if cls is Neg:
-        return Neg(_mask(node.operand, qvals, used, consts))
-    if cls is not Num:
-        return node
-    v = node.value
-
-    def pick(value: Fraction) -> int | None:
-        hits = [i for i, q in enumerate(qvals) if q == value]
-        if not hits:
-            return None
-        i = next((i for i in hits if i not in used), hits[0])
-        used.add(i)
-        return i
-
-    i = pick(v)
-    if i is not None:
-        return Placeholder(i)
-    if v < 0 and (i := pick(-v)) is not None:  # a folded sign: -7 is neg N_i
-        return Neg(Placeholder(i))
-    if v in consts:
-        return Num(v)
-    m = _FRACTION_TEXT.match(node.text)
-    if m:  # Math23K's (n/d): the fraction's two parts written as two quantities
-        snapshot = set(used)
-        a, b = pick(Fraction(int(m.group(1)))), pick(Fraction(int(m.group(2))))
-        if a is not None and b is not None:
-            return BinOp("/", Placeholder(a), Placeholder(b))
-        used.clear()
-        used.update(snapshot)
-    raise _Unmapped(node.text)
 
 
 def _explicit(eq: Equation) -> Expr | None:
@@ -197,14 +152,9 @@ def mask_gold_equation(
         tree = explicit if explicit is not None else _rename_unknown(tree, unknowns[0])
     qvals = _values(problem["quantities"])
     consts = {parse_number(str(c)) for c in constants}
-    used: set[int] = set()
-    try:
-        if isinstance(tree, Equation):
-            masked: Expr | Equation = Equation(_mask(tree.lhs, qvals, used, consts),
-                                               _mask(tree.rhs, qvals, used, consts))
-        else:
-            masked = _mask(tree, qvals, used, consts)
-    except _Unmapped:
+    try:  # the preferred reading: each literal the first unused quantity of its value
+        masked = placeholder_readings(tree, qvals, consts, limit=1)[0]
+    except UnmappedLiteral:
         return None, "unmapped_literal"
     bindings = {f"N{i}": q for i, q in enumerate(qvals)}
     try:
