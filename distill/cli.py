@@ -16,6 +16,7 @@ import typer
 from distill.config import DEFAULT_CONSTANTS, ConfigError, DataConfig, DataSource, load_config
 from distill.data.base import DataError, resolve_data_dir
 from distill.sandbox.cli import sandbox_app
+from distill.search.cli import search_command
 
 app = typer.Typer(
     help="Distill the math reasoning of large teacher LLMs into small students, on Ray.",
@@ -28,6 +29,7 @@ config_app = typer.Typer(help="Pipeline configs: validate, show.", no_args_is_he
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 app.add_typer(sandbox_app, name="sandbox")
+app.command("search")(search_command)
 
 DataDirOpt = typer.Option(
     None, "--data-dir", help="Folder of dataset files (default: $MATHDISTILL_DATA_DIR, then ./data)."
@@ -70,7 +72,7 @@ def _load(source: DataSource, data_dir: Path | None):
 
     try:
         return load_source(source, DataConfig(data_dir=str(data_dir) if data_dir else None))
-    except (DataError, ConfigError, ValueError) as e:
+    except (DataError, ConfigError) as e:
         _fail(str(e))
 
 
@@ -229,9 +231,12 @@ def config_show(file: Path = typer.Argument(..., help="Pipeline config YAML.")) 
 def run(
     config: Path = typer.Argument(..., help="Pipeline config YAML (see configs/)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Default: runs/<name>."),
+    until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage (data, "
+                                        "search, sft, train, evaluate)."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON at the end."),
 ) -> None:
-    """Run a whole pipeline config; stages complete for the same config are skipped."""
+    """Run a whole pipeline config (data -> teacher -> SFT -> train -> evaluate); stages
+    complete for the same config are skipped, an interrupted run continues where it stopped."""
     from distill.pipeline import run_pipeline
 
     try:
@@ -239,7 +244,8 @@ def run(
     except ConfigError as e:
         _fail(str(e))
     try:
-        manifest = run_pipeline(cfg, run_dir, log=lambda m: typer.echo(m, err=as_json))
+        manifest = run_pipeline(cfg, run_dir, log=lambda m: typer.echo(m, err=as_json),
+                                until=until)
     except (DataError, ConfigError) as e:
         _fail(str(e))
     if as_json:

@@ -32,7 +32,9 @@ from pydantic import (
 from distill.data.synthetic import SyntheticConfig
 from distill.equations import DEFAULT_CONSTANTS
 from distill.sandbox.config import SandboxConfig
-from distill.train.config import TrainConfig
+from distill.evaluate import EvaluateConfig
+from distill.search.config import SearchConfig
+from distill.train.config import SFTConfig, TrainConfig
 
 
 class ConfigError(ValueError):
@@ -156,14 +158,23 @@ class DataConfig(_Model):
 
 # ------------------------------------------------------------------------------- the pipeline
 class PipelineConfig(_Model):
-    """A whole run. Stage sections are added as the stages land; unknown keys are errors."""
+    """A whole run: data -> teacher -> SFT examples -> train -> evaluate. Unknown keys are
+    errors."""
 
     name: str = Field(..., description="Run name; the run directory is runs/<name> by default.")
     run_dir: str | None = Field(None, description="Where the run writes; default runs/<name>.")
     seed: int = Field(0, description="Seed for everything random in the run.")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray side, or a path to it.")
     data: DataConfig = Field(default_factory=DataConfig, description="The data stage.")
+    teacher: Literal["search", "gold"] = Field(
+        "search", description="Where the training signal comes from: 'search' (equation "
+        "search over the quantities, from answers only) or 'gold' (the dataset's own equations).")
+    search: SearchConfig = Field(default_factory=SearchConfig, description="Equation search "
+                                 "(teacher 'search').")
+    sft: SFTConfig = Field(default_factory=SFTConfig, description="Building SFT examples.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Student training.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluation "
+                                     "of the trained student on data.eval.")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="How generated "
                                    "programs run (verification, evaluation, serving).")
 

@@ -1,21 +1,38 @@
 """A whole run: stages in order into ``runs/<name>/``, recorded in ``manifest.json``.
 
-The stages that exist today: ``data`` (load, decontaminate, write Parquet). Search/generate,
-verify, train and evaluate join this list as they land. Each stage's entry in the manifest
-holds its status, the hash of the config section it ran with, its counts and its timing; a
-stage whose output is complete for the same config hash is skipped on a re-run.
+Stages (each writes under ``<run_dir>/<stage>/``):
+
+* ``data``     -- load, decontaminate against the evaluation sets, write Problem rows
+  (:mod:`distill.data.stage`);
+* ``search``   -- the teacher when ``teacher: search``: equation search over each training
+  problem's quantities, ranked Rationale rows (:mod:`distill.search.stage`); with
+  ``teacher: gold`` there is no teacher stage and the dataset's own equations are used;
+* ``sft``      -- SFT examples for ``train.target`` (:mod:`distill.train.sft`):
+  ``examples.parquet`` and ``summary.json`` with the problems skipped per reason;
+* ``train``    -- Ray Train (DDP or DeepSpeed ZeRO) into ``train/``; a killed run resumes from
+  its last epoch checkpoint; ``result.json`` names the final checkpoint;
+* ``evaluate`` -- the student on every evaluation set: ``report.json``, ``report.md``,
+  ``plots/``, ``predictions.jsonl`` (:mod:`distill.evaluate_stage`).
+
+Each stage's entry in the manifest holds its status, a hash of its config section chained with
+the hashes of the stages before it, its counts and its timing. A stage whose output is complete
+for the same hash is skipped on a re-run; a stage found unfinished (the run was killed) starts
+over from an empty folder, except ``train``, which resumes from its checkpoints. So a run killed
+at any moment and started again ends with the same rows as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from distill.config import PipelineConfig, dump_config
+from distill.config import ConfigError, PipelineConfig, dump_config
 
 MANIFEST = "manifest.json"
 
@@ -58,16 +75,144 @@ def _write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     tmp.replace(run_dir / MANIFEST)  # atomic: a kill never leaves half a manifest
 
 
-def _data_stage(config: PipelineConfig, out: Path) -> dict[str, Any]:
+Log = Callable[[str], None]
+
+
+def _data_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
     from distill.data.stage import prepare_data, write_data_stage
 
     return write_data_stage(prepare_data(config.data), out)
 
 
-# (stage name, config section it depends on, function(config, out_dir) -> counts)
-STAGES: list[tuple[str, Callable[[PipelineConfig], Any], Callable[[PipelineConfig, Path], dict]]] = [
-    ("data", lambda c: c.data.model_dump(mode="json"), _data_stage),
-]
+def _problems(run_dir: Path, rel: str) -> list[dict[str, Any]]:
+    from distill.data.stage import read_problems
+
+    return sorted(read_problems(run_dir / "data" / rel).to_pylist(), key=lambda r: r["id"])
+
+
+def _train_problems(run_dir: Path) -> list[dict[str, Any]]:
+    return _problems(run_dir, "train")
+
+
+def _search_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
+    from distill.search import search_dataset
+
+    rows = _train_problems(run_dir)
+    log(f"[search] {len(rows)} problems, up to {config.search.max_ops} operators, "
+        f"mode {config.search.mode}")
+    return search_dataset(rows, config.search, out_dir=out, resources=config.ray.for_stage("search"))
+
+
+def _read_rationales(folder: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    from distill.records import RATIONALE_SCHEMA
+
+    rows = pq.read_table(str(folder), schema=RATIONALE_SCHEMA).to_pylist()
+    return sorted(rows, key=lambda r: (r["id"], r["sample_idx"]))
+
+
+def _search_equations(rationales: list[dict[str, Any]]) -> dict[str, str]:
+    """problem id -> the best-ranked search match over N-placeholders."""
+    best: dict[str, str] = {}
+    for r in rationales:
+        if r["verdict"] == "correct" and r["id"] not in best:
+            best[r["id"]] = json.loads(r["meta"])["equation_masked"]
+    return best
+
+
+def _sft_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
+    from distill.records import SFT_EXAMPLE_SCHEMA, to_table
+    from distill.train.sft import build_sft_examples, masked_gold_equations
+
+    problems = _train_problems(run_dir)
+    target = config.train.target
+    skipped_gold: dict[str, int] = {}
+    if config.teacher == "gold":
+        if not target.startswith("equation_"):
+            raise ValueError(f"teacher 'gold' gives equations; train.target {target!r} needs "
+                             "a teacher that writes rationales")
+        equations, skipped = masked_gold_equations(problems, config.data.constants)
+        skipped_gold = dict(skipped)
+        build = build_sft_examples(problems, target, equations=equations)
+    else:
+        rationales = _read_rationales(run_dir / config.teacher / "rationales")
+        if target.startswith("equation_"):
+            build = build_sft_examples(problems, target, equations=_search_equations(rationales))
+        else:
+            build = build_sft_examples(problems, target, rationales=rationales,
+                                       max_per_problem=config.sft.max_per_problem)
+    if not build.rows:
+        raise ValueError(f"sft: no training examples from {len(problems)} problems "
+                         f"(skipped: {dict(build.skipped)})")
+    out.mkdir(parents=True, exist_ok=True)
+    import pyarrow.parquet as pq
+
+    pq.write_table(to_table(build.rows, SFT_EXAMPLE_SCHEMA), out / "examples.parquet")
+    summary = {"problems": len(problems), "examples": len(build.rows),
+               "problems_with_examples": len({r["problem_id"] for r in build.rows}),
+               "skipped": {**dict(build.skipped), **{f"gold_{k}": v for k, v in skipped_gold.items()}},
+               "target": target}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    return summary
+
+
+TRAIN_RESULT = "result.json"
+
+
+def _train_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
+    from distill.train.trainer import fit
+
+    result = fit(config.train, run_dir / "sft" / "examples.parquet", storage_path=out,
+                 resources=config.ray.for_stage("train"), log=log)
+    last = result.history[-1] if result.history else {}
+    summary = {"checkpoint_dir": result.checkpoint_dir, "phases": result.phases,
+               "epochs": config.train.epochs, "final_loss": last.get("loss"),
+               "history": result.history}
+    (out / TRAIN_RESULT).write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+    return {k: v for k, v in summary.items() if k != "history"}
+
+
+def _evaluate_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
+    from distill.evaluate_stage import evaluate_student
+
+    student = json.loads((run_dir / "train" / TRAIN_RESULT).read_text())["checkpoint_dir"]
+    sets = {s.label: _problems(run_dir, "eval/" + s.label.replace(":", "_"))
+            for s in config.data.eval}
+    if not sets:
+        raise ValueError("evaluate: data.eval lists no evaluation sets")
+    report = evaluate_student(student, sets, config.train.target, config.evaluate, out,
+                              resources=config.ray.for_stage("evaluate"), sandbox=config.sandbox)
+    log(f"[evaluate] accuracy {report['accuracy']:.2%} ({report['correct']}/{report['n']}); "
+        f"report: {out / 'report.md'}")
+    return {"accuracy": report["accuracy"], "n": report["n"], "correct": report["correct"],
+            "per_dataset": report["per_dataset"], "report": str(out / "report.json")}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    section: Callable[[PipelineConfig], Any]  # the config this stage's output depends on
+    run: Callable[[PipelineConfig, Path, Path, Log], dict[str, Any]]
+    resumable: bool = False  # an unfinished output is continued, not started over
+
+
+def stages_for(config: PipelineConfig) -> list[Stage]:
+    """The stages of this config's run, in order."""
+    def dump(model: Any) -> Any:
+        return model.model_dump(mode="json")
+
+    stages = [Stage("data", lambda c: dump(c.data), _data_stage)]
+    if config.teacher == "search":
+        stages.append(Stage("search", lambda c: dump(c.search), _search_stage))
+    stages += [
+        Stage("sft", lambda c: {"teacher": c.teacher, "sft": dump(c.sft),
+                                "target": c.train.target}, _sft_stage),
+        Stage("train", lambda c: dump(c.train), _train_stage, resumable=True),
+        Stage("evaluate", lambda c: {"evaluate": dump(c.evaluate), "sandbox": dump(c.sandbox)},
+              _evaluate_stage),
+    ]
+    return stages
 
 
 def init_ray(config: PipelineConfig) -> None:
@@ -77,10 +222,16 @@ def init_ray(config: PipelineConfig) -> None:
         ray.init(**config.ray.init_kwargs(), log_to_driver=False)
 
 
-def run_pipeline(
-    config: PipelineConfig, run_dir: str | Path | None = None, log: Callable[[str], None] = print
-) -> dict[str, Any]:
-    """Run every stage not already complete for this config; returns the manifest."""
+def run_pipeline(config: PipelineConfig, run_dir: str | Path | None = None, log: Log = print,
+                 until: str | None = None) -> dict[str, Any]:
+    """Run every stage not already complete for this config (up to and including ``until``
+    when given); returns the manifest."""
+    plan = stages_for(config)
+    names = [s.name for s in plan]
+    if until is not None:
+        if until not in names:
+            raise ConfigError(f"until: no stage {until!r} in this run; its stages: {', '.join(names)}")
+        plan = plan[: names.index(until) + 1]
     run_dir = Path(run_dir) if run_dir else config.resolved_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.yaml")
@@ -90,20 +241,25 @@ def run_pipeline(
     )
     stages = manifest.setdefault("stages", {})
     init_ray(config)
-    for name, section, fn in STAGES:
-        key = _hash(section(config))
-        prev = stages.get(name, {})
+    key = ""
+    for stage in plan:
+        key = _hash({"section": stage.section(config), "upstream": key})
+        prev = stages.get(stage.name, {})
+        out = run_dir / stage.name
         if prev.get("status") == "complete" and prev.get("config_hash") == key:
-            log(f"[{name}] complete for this config, skipped")
+            log(f"[{stage.name}] complete for this config, skipped")
             continue
-        log(f"[{name}] running")
-        stages[name] = {"status": "running", "config_hash": key, "started": time.time()}
+        resuming = prev.get("config_hash") == key and stage.resumable
+        if out.exists() and not resuming:
+            shutil.rmtree(out)  # a killed or outdated attempt: start over
+        log(f"[{stage.name}] {'resuming' if resuming and out.exists() else 'running'}")
+        stages[stage.name] = {"status": "running", "config_hash": key, "started": time.time()}
         _write_manifest(run_dir, manifest)
         t0 = time.perf_counter()
-        counts = fn(config, run_dir / name)
-        stages[name].update(
+        counts = stage.run(config, run_dir, out, log)
+        stages[stage.name].update(
             {"status": "complete", "seconds": round(time.perf_counter() - t0, 3), "counts": counts}
         )
         _write_manifest(run_dir, manifest)
-        log(f"[{name}] complete in {stages[name]['seconds']} s")
+        log(f"[{stage.name}] complete in {stages[stage.name]['seconds']} s")
     return manifest

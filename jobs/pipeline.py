@@ -20,8 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="Pipeline config YAML.")
     parser.add_argument("--run-dir", default=None, help="Default: runs/<name> in the working dir.")
+    parser.add_argument("--until", default=None, help="Stop after this stage.")
     args = parser.parse_args(argv)
-    manifest = run_pipeline(load_config(args.config), args.run_dir)
+    manifest = run_pipeline(load_config(args.config), args.run_dir, until=args.until)
     print(json.dumps({k: v.get("status") for k, v in manifest["stages"].items()}))
     return 0
 

@@ -14,7 +14,7 @@ from distill.config import (
     dump_config,
     load_config,
 )
-from distill.pipeline import STAGES
+from distill.pipeline import stages_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,9 +84,12 @@ def test_local_ray_init_kwargs_do_not_ship_runtime_env() -> None:
 
 
 def test_every_stage_has_a_config_section() -> None:
-    cfg = PipelineConfig(name="s")
-    for name, section, _ in STAGES:
-        assert isinstance(section(cfg), dict), name
+    search = PipelineConfig(name="s")
+    assert [s.name for s in stages_for(search)] == ["data", "search", "sft", "train", "evaluate"]
+    gold = PipelineConfig(name="g", teacher="gold")
+    assert [s.name for s in stages_for(gold)] == ["data", "sft", "train", "evaluate"]
+    for stage in stages_for(search):
+        assert isinstance(stage.section(search), dict), stage.name
 
 
 def test_cluster_manifests_run_existing_entry_points() -> None:

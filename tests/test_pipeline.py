@@ -1,60 +1,189 @@
-"""The pipeline on a local Ray: the data stage writes its rows, the manifest, and resumes."""
+"""The whole pipeline on a local Ray: data -> search -> SFT -> train -> evaluate, the manifest,
+skipping what is complete, stopping early, and runs killed (SIGKILL) mid-way and restarted."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
-from distill.config import load_config
+from distill.config import ConfigError, PipelineConfig, dump_config, load_config
 from distill.data.stage import read_problems
 from distill.pipeline import run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.ray
 
 
-@pytest.mark.ray
-def test_quickstart_data_stage_on_local_ray(ray_local, tmp_path: Path) -> None:
+def small_quickstart(epochs: int = 2) -> PipelineConfig:
+    """The quickstart config, shrunk to seconds: 120 training problems, 30 held out."""
     cfg = load_config(REPO / "configs" / "quickstart.yaml")
-    cfg.data.synthetic = cfg.data.synthetic.model_copy(update={"n_train": 300, "n_valid": 40, "n_test": 40})
+    data = cfg.data.model_copy(update={"synthetic": cfg.data.synthetic.model_copy(
+        update={"n_train": 120, "n_valid": 20, "n_test": 30})})
+    train = cfg.train.model_copy(update={"epochs": epochs, "num_workers": 1, "batch_size": 16,
+                                         "log_every_steps": 5})
+    return cfg.model_copy(update={"data": data, "train": train,
+                                  "search": cfg.search.model_copy(update={"max_ops": 3})})
+
+
+def _rows(folder: Path, keys: tuple[str, ...]) -> list[tuple]:
+    return sorted(tuple(r[k] for k in keys) for r in pq.read_table(str(folder)).to_pylist())
+
+
+PROBLEM_KEYS = ("id", "question", "masked_question", "answer", "equation")
+RATIONALE_KEYS = ("id", "sample_idx", "equation", "program", "predicted", "verdict")
+SFT_KEYS = ("problem_id", "stage", "source_text", "target_text")
+
+
+def data_rows(run_dir: Path) -> dict[str, list[tuple]]:
+    """Every row the run derived from the data, in a comparable form (no timings)."""
+    return {
+        "train": _rows(run_dir / "data" / "train", PROBLEM_KEYS),
+        "eval": _rows(run_dir / "data" / "eval" / "synthetic_test", PROBLEM_KEYS),
+        "search": _rows(run_dir / "search" / "rationales", RATIONALE_KEYS),
+        "sft": _rows(run_dir / "sft" / "examples.parquet", SFT_KEYS),
+    }
+
+
+@pytest.fixture(scope="module")
+def reference_run(ray_local, tmp_path_factory) -> tuple[Path, dict, list[str]]:
+    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
     logs: list[str] = []
-    manifest = run_pipeline(cfg, tmp_path / "run", log=logs.append)
-    stage = manifest["stages"]["data"]
-    assert stage["status"] == "complete"
-    assert stage["counts"]["train_rows"] == 300
-    assert stage["counts"]["eval_rows"] == {"synthetic:valid": 40, "synthetic:test": 40}
-    on_disk = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert on_disk["stages"]["data"]["status"] == "complete" and on_disk["code_version"]
-    train = read_problems(tmp_path / "run" / "data" / "train")
-    assert train.num_rows == 300
-    assert len(set(train.column("id").to_pylist())) == 300
-    test = pq.read_table(tmp_path / "run" / "data" / "eval" / "synthetic_test")
-    assert test.num_rows == 40
-    # Same config again: the stage is skipped and nothing is rewritten.
-    mtime = (tmp_path / "run" / "data" / "summary.json").stat().st_mtime_ns
+    manifest = run_pipeline(small_quickstart(), run_dir, log=logs.append)
+    return run_dir, manifest, logs
+
+
+def test_full_run_writes_every_stage_and_a_report(reference_run) -> None:
+    run_dir, manifest, _ = reference_run
+    assert list(manifest["stages"]) == ["data", "search", "sft", "train", "evaluate"]
+    assert all(s["status"] == "complete" for s in manifest["stages"].values())
+    on_disk = json.loads((run_dir / "manifest.json").read_text())
+    assert on_disk["code_version"] and on_disk["stages"]["evaluate"]["status"] == "complete"
+    assert read_problems(run_dir / "data" / "train").num_rows == 120
+    search = manifest["stages"]["search"]["counts"]
+    assert search["problems"] == 120 and search["coverage"] > 0.9
+    sft = manifest["stages"]["sft"]["counts"]
+    assert sft["examples"] == search["solved"]  # one pseudo-label per solved problem
+    train = manifest["stages"]["train"]["counts"]
+    assert Path(train["checkpoint_dir"]).name == "epoch_0002" and train["final_loss"] > 0
+    report = json.loads((run_dir / "evaluate" / "report.json").read_text())
+    assert report["n"] == 30 and set(report["per_dataset"]) == {"synthetic:test"}
+    assert 0.0 <= report["accuracy"] <= 1.0
+    assert report["correct"] == round(report["accuracy"] * 30)
+    for name in ("accuracy_per_dataset", "accuracy_per_ops", "error_kinds"):
+        assert (run_dir / "evaluate" / "plots" / f"{name}.png").stat().st_size > 0
+    preds = (run_dir / "evaluate" / "predictions.jsonl").read_text().splitlines()
+    assert len(preds) == 30 and {json.loads(p)["dataset"] for p in preds} == {"synthetic:test"}
+    assert "Accuracy" in (run_dir / "evaluate" / "report.md").read_text()
+
+
+def test_rerun_skips_complete_stages_and_reruns_from_a_changed_one(reference_run, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_run[0], run_dir)
+    logs: list[str] = []
+    cfg = small_quickstart()
+    run_pipeline(cfg, run_dir, log=logs.append)
+    assert sum("skipped" in line for line in logs) == 5
+    # evaluation settings changed: only evaluate runs again
+    cfg.evaluate = cfg.evaluate.model_copy(update={"limit": 10})
     logs.clear()
-    run_pipeline(cfg, tmp_path / "run", log=logs.append)
-    assert any("skipped" in line for line in logs)
-    assert (tmp_path / "run" / "data" / "summary.json").stat().st_mtime_ns == mtime
-    # A changed data section re-runs the stage, replacing (not appending to) its rows.
-    cfg.data.synthetic = cfg.data.synthetic.model_copy(update={"n_train": 200})
-    run_pipeline(cfg, tmp_path / "run", log=logs.append)
-    assert read_problems(tmp_path / "run" / "data" / "train").num_rows == 200
+    manifest = run_pipeline(cfg, run_dir, log=logs.append)
+    assert [line for line in logs if "skipped" in line][-1].startswith("[train]")
+    assert manifest["stages"]["evaluate"]["counts"]["n"] == 10
 
 
-@pytest.mark.ray
-def test_job_entry_point_runs_a_config(ray_local, tmp_path: Path) -> None:
-    from jobs.pipeline import main
+def test_until_stops_after_a_stage_and_gold_teacher_builds_from_gold(ray_local, tmp_path) -> None:
+    cfg = small_quickstart().model_copy(update={"teacher": "gold"})
+    manifest = run_pipeline(cfg, tmp_path / "gold", log=lambda s: None, until="sft")
+    assert list(manifest["stages"]) == ["data", "sft"]
+    counts = manifest["stages"]["sft"]["counts"]
+    assert counts["examples"] + sum(counts["skipped"].values()) == 120
+    assert counts["examples"] > 100
+    with pytest.raises(ConfigError, match="no stage 'search'"):
+        run_pipeline(cfg, tmp_path / "gold", until="search")
 
-    cfg = tmp_path / "small.yaml"
-    cfg.write_text(
-        "name: small\n"
-        "data:\n"
-        "  synthetic: {n_train: 30, n_valid: 5, n_test: 5}\n"
-        "  train: [{name: synthetic, split: train}]\n"
-        "  eval: [{name: synthetic, split: test}]\n"
-    )
-    assert main(["--config", str(cfg), "--run-dir", str(tmp_path / "r")]) == 0
-    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["stages"]["data"]["status"] == "complete"
+
+def _ray_env(ray_local) -> dict[str, str]:
+    """Subprocess drivers join the tests' Ray cluster instead of starting one each."""
+    env = dict(os.environ, RAY_ADDRESS=ray_local.get_runtime_context().gcs_address,
+               PYTHONPATH=str(REPO))
+    return env
+
+
+def _manifest(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "manifest.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _kill_when(cmd: list[str], env: dict, ready, timeout_s: float = 240.0) -> None:
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if ready():
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(30)
+                return
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended (status {proc.returncode}) before the kill point")
+            time.sleep(0.05)
+        pytest.fail("the kill point was never reached")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+
+
+def _running(run_dir: Path, stage: str) -> bool:
+    return _manifest(run_dir).get("stages", {}).get(stage, {}).get("status") == "running"
+
+
+KILL_POINTS = {
+    "search": lambda d: _running(d, "search"),
+    # after the first epoch's checkpoint: the restart must resume from it
+    "train": lambda d: _running(d, "train") and any((d / "train" / "student").glob("epoch_*")),
+    "evaluate": lambda d: _running(d, "evaluate"),
+}
+
+
+@pytest.mark.parametrize("stage", list(KILL_POINTS))
+def test_a_run_killed_mid_stage_finishes_with_the_same_rows(ray_local, reference_run, tmp_path,
+                                                            stage) -> None:
+    ref_dir, _, _ = reference_run
+    cfg = small_quickstart(epochs=4 if stage == "train" else 2)
+    config_file = tmp_path / "config.yaml"
+    dump_config(cfg, config_file)
+    raw = yaml.safe_load(config_file.read_text())
+    raw["ray"] = {"num_cpus": None, "address": None}
+    config_file.write_text(yaml.safe_dump(raw))
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "jobs.pipeline", "--config", str(config_file),
+           "--run-dir", str(run_dir)]
+    env = _ray_env(ray_local)
+    _kill_when(cmd, env, lambda: KILL_POINTS[stage](run_dir))
+    assert _manifest(run_dir)["stages"][stage]["status"] == "running"
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = _manifest(run_dir)
+    assert all(s["status"] == "complete" for s in manifest["stages"].values())
+    assert data_rows(run_dir) == data_rows(ref_dir)
+    if stage == "train":
+        assert "[train] resuming" in done.stdout
+        assert Path(manifest["stages"]["train"]["counts"]["checkpoint_dir"]).name == "epoch_0004"
+    report = json.loads((run_dir / "evaluate" / "report.json").read_text())
+    assert report["n"] == 30
+    if stage != "train":  # same student, greedy decoding: the same predictions
+        ref = json.loads((ref_dir / "evaluate" / "report.json").read_text())
+        assert report["accuracy"] == ref["accuracy"]

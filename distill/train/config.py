@@ -174,3 +174,11 @@ class InferenceConfig(_Model):
     temperature: float = Field(0.7, gt=0, description="Sampling temperature (num_samples > 1).")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling (num_samples > 1).")
     seed: int = Field(0, description="Seed of sampling.")
+
+
+class SFTConfig(_Model):
+    """Building the SFT examples from the teacher's output (or the gold equations)."""
+
+    max_per_problem: int | None = Field(
+        1, ge=1, description="Training examples per problem at most: the best-ranked search "
+        "match or the first correct rationales (None: every distinct correct one).")

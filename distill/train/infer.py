@@ -10,7 +10,8 @@
   ``unparsable`` (not an equation, or a placeholder the problem does not have) or
   ``runtime`` (division by zero, no solution ...). Evaluation is :mod:`distill.equations`'.
 * :func:`prediction_rows` -- rows ``{id, dataset, gold, predicted, error, n_ops, sample_idx}``
-  for :func:`distill.evaluate.score_problems`.
+  for :func:`distill.evaluate.score_problems`: equations evaluated, programs (pot, kpdd) run
+  through the sandbox.
 * :class:`StudentPredictor` -- the same generation as a Ray Data UDF (model loaded once per
   actor): ``ds.map_batches(StudentPredictor, fn_constructor_args=(dir, cfg),
   compute=ray.data.ActorPoolStrategy(size=n), batch_size=...)``.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from distill.equations import (
     Equation,
@@ -48,6 +49,9 @@ __all__ = [
 ]
 
 ERROR_UNPARSABLE = "unparsable"
+#: Targets whose outputs :func:`prediction_rows` turns into answers (``cot`` text is read by
+#: the teacher-side answer parser and is not a student target evaluated here yet).
+TARGETS_EVALUATED = ("equation_prefix", "equation_infix", "pot", "kpdd")
 ERROR_RUNTIME = "runtime"
 
 
@@ -168,40 +172,74 @@ def prediction_rows(
     problems: Sequence[Mapping[str, Any]],
     outputs: Sequence[Sequence[str]],
     target: str = "equation_prefix",
+    execute: Callable[[list[str]], Sequence[Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Prediction rows (one per problem and sample) for equation-target outputs, in the shape
-    :func:`distill.evaluate.score_problems` reads. ``gold`` is the answer as published."""
-    if target not in ("equation_prefix", "equation_infix"):
-        raise ValueError(f"prediction_rows reads equation targets only (got {target!r})")
+    """Prediction rows (one per problem and sample), in the shape
+    :func:`distill.evaluate.score_problems` reads. ``gold`` is the answer as published.
+
+    Equation targets are evaluated by :func:`equation_answer`; ``pot`` and ``kpdd`` outputs are
+    programs, run by ``execute`` (``SandboxPool.run_many`` or ``distill.sandbox.run_programs``:
+    a list of programs -> results with ``answer`` and ``error``, in order), all in one batch.
+    """
+    if target not in TARGETS_EVALUATED:
+        raise ValueError(f"prediction_rows reads targets {', '.join(TARGETS_EVALUATED)} "
+                         f"(got {target!r})")
     if len(problems) != len(outputs):
         raise ValueError(f"{len(problems)} problems but {len(outputs)} outputs")
-    notation = target.split("_", 1)[1]
-    rows = []
+    programs = target in ("pot", "kpdd")
+    if programs and execute is None:
+        raise ValueError(f"target {target!r} needs `execute` to run the student's programs")
+    texts = [text for outs in outputs for text in outs]
+    results = list(execute(texts)) if programs else []
+    if programs and len(results) != len(texts):
+        raise ValueError(f"execute returned {len(results)} results for {len(texts)} programs")
+    notation = target.split("_", 1)[1] if target.startswith("equation_") else None
+    rows, k = [], 0
     for p, outs in zip(problems, outputs):
         gold = p.get("answer_raw") if p.get("answer_raw") is not None else p.get("answer")
         n_ops = _gold_ops(p)
         for s, text in enumerate(outs):
-            predicted, error = equation_answer(text, p["quantities"], notation)
+            if programs:
+                res = results[k]
+                predicted, error = res.answer, res.error
+            else:
+                predicted, error = equation_answer(text, p["quantities"], notation)
+            k += 1
             rows.append({"id": p["id"], "dataset": p["dataset"], "gold": gold,
                          "predicted": predicted, "error": error, "n_ops": n_ops,
                          "sample_idx": s, "output": text})
     return rows
 
 
+def source_column(target: str) -> str:
+    """The Problem column a student of ``target`` reads: equation students see the masked
+    question (quantities as N0, N1, ...), the others the question as written."""
+    return "masked_question" if target.startswith("equation_") else "question"
+
+
 class StudentPredictor:
     """Ray Data UDF: adds ``output_column`` (a list of ``num_samples`` texts per row)
-    generated from ``source_column``. The student is loaded once, in ``__init__``."""
+    generated from ``source_column``. The student is loaded once, in ``__init__``. With
+    ``kpdd=True`` the source is the question, the two KPDD steps run, and the key points go to
+    ``key_points``."""
 
     def __init__(self, student_dir: str, config: InferenceConfig | Mapping[str, Any] | None = None,
-                 source_column: str = "masked_question", output_column: str = "outputs"):
+                 source_column: str = "masked_question", output_column: str = "outputs",
+                 kpdd: bool = False):
         self.config = InferenceConfig.model_validate(config or {}) if not isinstance(
             config, InferenceConfig) else config
         self.student = load_student(student_dir)
         self.source_column = source_column
         self.output_column = output_column
+        self.kpdd = kpdd
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         sources = [str(s) for s in batch[self.source_column]]
         batch = dict(batch)
-        batch[self.output_column] = generate(self.student, sources, self.config)
+        if self.kpdd:
+            pairs = generate_kpdd(self.student, sources, self.config)
+            batch["key_points"] = [kp for kp, _ in pairs]
+            batch[self.output_column] = [sols for _, sols in pairs]
+        else:
+            batch[self.output_column] = generate(self.student, sources, self.config)
         return batch

@@ -1,0 +1,125 @@
+"""The evaluation stage on Ray Data: a trained student, Problem rows of the evaluation sets ->
+predictions, ``report.json`` / ``report.md`` / plots.
+
+A thin wrapper over :mod:`distill.evaluate` (scoring and the report) and
+:mod:`distill.train.infer` (generation, answers). Generation runs in a Ray Data actor pool
+(:class:`~distill.train.infer.StudentPredictor`, the student loaded once per actor; workers and
+CPUs per actor are the ``evaluate`` entry of the Ray resources); programs the student writes
+(targets ``pot`` and ``kpdd``) run in the sandbox on the driver, in one batch.
+
+Output layout under ``out_dir``::
+
+    predictions.jsonl   one row per (problem, sample): set, id, gold, output, predicted, error
+    report.json         distill.evaluate.summarize + {"student", "target", "sets"}
+    report.md, plots/   the same for people
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from distill.evaluate import EvaluateConfig, score_problems, summarize, write_report
+from distill.records import require_columns
+from distill.train.infer import TARGETS_EVALUATED, StudentPredictor, prediction_rows, source_column
+
+if TYPE_CHECKING:
+    from distill.config import StageResources
+    from distill.sandbox import SandboxConfig
+
+__all__ = ["evaluate_student"]
+
+_NEEDED = ("id", "dataset", "question", "masked_question", "quantities")
+
+
+def _generate_on_ray(student_dir: str, rows: list[dict[str, Any]], target: str,
+                     config: EvaluateConfig, resources: StageResources | None) -> list[list[str]]:
+    """Outputs per row, in row order, from an actor pool."""
+    import ray
+    import ray.data
+
+    num_cpus = resources.num_cpus if resources is not None else 1.0
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    workers = resources.concurrency if resources is not None and resources.concurrency else \
+        max(1, int(cpus // max(num_cpus, 1e-6)))
+    workers = max(1, min(workers, math.ceil(len(rows) / config.batch_size)))
+    column = source_column(target)
+    items = [{"_order": i, column: r[column]} for i, r in enumerate(rows)]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * workers)))
+    out = ds.map_batches(
+        StudentPredictor,
+        fn_constructor_kwargs={"student_dir": student_dir,
+                               "config": config.inference.model_dump(mode="json"),
+                               "source_column": column, "kpdd": target == "kpdd"},
+        batch_size=config.batch_size,
+        batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=num_cpus,
+        num_gpus=resources.num_gpus if resources is not None else 0,
+    )
+    outputs: list[list[str]] = [[] for _ in rows]
+    for row in out.iter_rows():
+        outputs[int(row["_order"])] = [str(t) for t in row["outputs"]]
+    return outputs
+
+
+def evaluate_student(
+    student_dir: str | Path,
+    sets: Mapping[str, Sequence[Mapping[str, Any]]],
+    target: str,
+    config: EvaluateConfig,
+    out_dir: str | Path,
+    *,
+    resources: StageResources | None = None,
+    sandbox: SandboxConfig | None = None,
+) -> dict[str, Any]:
+    """Evaluate the student in ``student_dir`` on ``sets`` (label -> Problem rows); write the
+    layout of the module docstring under ``out_dir`` and return the report. Ray must be
+    initialised by the caller. The report's ``per_dataset`` is keyed by set label."""
+    if target not in TARGETS_EVALUATED:
+        raise ValueError(f"evaluation of target {target!r} is not supported; supported: "
+                         f"{', '.join(TARGETS_EVALUATED)}")
+    chosen = list(sets) if config.sets is None else list(config.sets)
+    unknown = [s for s in chosen if s not in sets]
+    if unknown:
+        raise ValueError(f"evaluate.sets: unknown set(s) {unknown}; the run has {sorted(sets)}")
+    rows: list[dict[str, Any]] = []
+    for label in chosen:
+        part = [dict(r, dataset=label) for r in sets[label]]
+        if part:
+            require_columns(part[0].keys(), _NEEDED, f"evaluate set {label}")
+        rows.extend(part[: config.limit] if config.limit else part)
+    if not rows:
+        raise ValueError("evaluate: no problems in the chosen sets")
+    t0 = time.perf_counter()
+    outputs = _generate_on_ray(str(student_dir), rows, target, config, resources)
+    gen_s = time.perf_counter() - t0
+    execute = None
+    pool = None
+    if target in ("pot", "kpdd"):
+        from distill.sandbox import SandboxPool
+
+        pool = SandboxPool(sandbox)
+        execute = pool.run_many
+    try:
+        preds = prediction_rows(rows, outputs, target, execute)
+    finally:
+        if pool is not None:
+            pool.close()
+    report = summarize(score_problems(preds))
+    report.update({"student": str(student_dir), "target": target, "sets": chosen,
+                   "generation_s": round(gen_s, 3),
+                   "problems_per_s": round(len(rows) / gen_s, 2) if gen_s > 0 else None})
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "predictions.jsonl").open("w", encoding="utf-8") as f:
+        for p in preds:
+            f.write(json.dumps(p, ensure_ascii=False, default=str) + "\n")
+    previous = None
+    if config.compare_with:
+        previous = json.loads(Path(config.compare_with).read_text(encoding="utf-8"))
+    write_report(report, out, previous)
+    return report
