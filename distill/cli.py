@@ -17,6 +17,7 @@ from distill.config import DEFAULT_CONSTANTS, ConfigError, DataConfig, DataSourc
 from distill.data.base import DataError, resolve_data_dir
 from distill.sandbox.cli import sandbox_app
 from distill.search.cli import search_command
+from distill.teachers.cli import generate_command
 
 app = typer.Typer(
     help="Distill the math reasoning of large teacher LLMs into small students, on Ray.",
@@ -30,6 +31,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 app.add_typer(sandbox_app, name="sandbox")
 app.command("search")(search_command)
+app.command("generate")(generate_command)
 
 DataDirOpt = typer.Option(
     None, "--data-dir", help="Folder of dataset files (default: $MATHDISTILL_DATA_DIR, then ./data)."

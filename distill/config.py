@@ -34,6 +34,7 @@ from distill.equations import DEFAULT_CONSTANTS
 from distill.sandbox.config import SandboxConfig
 from distill.evaluate import EvaluateConfig
 from distill.search.config import SearchConfig
+from distill.teachers.config import GenerateConfig
 from distill.train.config import SFTConfig, TrainConfig
 
 
@@ -148,12 +149,9 @@ class DataConfig(_Model):
     @field_validator("constants")
     @classmethod
     def _numeric_constants(cls, v: list[str]) -> list[str]:
-        from distill.quantities import parse_number
+        from distill.quantities import numeric_texts
 
-        bad = [c for c in v if parse_number(str(c)) is None]
-        if bad:
-            raise ValueError(f"not numbers: {bad}")
-        return [str(c) for c in v]
+        return numeric_texts(v)
 
 
 # ------------------------------------------------------------------------------- the pipeline
@@ -166,11 +164,14 @@ class PipelineConfig(_Model):
     seed: int = Field(0, description="Seed for everything random in the run.")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray side, or a path to it.")
     data: DataConfig = Field(default_factory=DataConfig, description="The data stage.")
-    teacher: Literal["search", "gold"] = Field(
+    teacher: Literal["search", "gold", "generate"] = Field(
         "search", description="Where the training signal comes from: 'search' (equation "
-        "search over the quantities, from answers only) or 'gold' (the dataset's own equations).")
+        "search over the quantities, from answers only), 'gold' (the dataset's own equations) "
+        "or 'generate' (a teacher LLM's rationales, verified).")
     search: SearchConfig = Field(default_factory=SearchConfig, description="Equation search "
                                  "(teacher 'search').")
+    generate: GenerateConfig | None = Field(None, description="Teacher generation (teacher "
+                                            "'generate'): engine, model, strategy, samples.")
     sft: SFTConfig = Field(default_factory=SFTConfig, description="Building SFT examples.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Student training.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluation "
@@ -187,6 +188,20 @@ class PipelineConfig(_Model):
             values = dict(values)
             values["ray"] = _read_yaml(Path(values["ray"]))
         return values
+
+    @model_validator(mode="after")
+    def _teacher_fits_target(self) -> PipelineConfig:
+        target = self.train.target
+        if self.teacher == "generate" and self.generate is None:
+            raise ValueError("teacher 'generate' needs a `generate` section (engine, model, "
+                             "strategy)")
+        if self.teacher == "generate" and target.startswith("equation_"):
+            raise ValueError(f"train.target {target!r} is trained from teacher 'search' or "
+                             "'gold'; a generating teacher gives pot, cot or kpdd targets")
+        if self.teacher in ("search", "gold") and target in ("cot", "kpdd"):
+            raise ValueError(f"train.target {target!r} needs teacher 'generate' (teacher "
+                             f"{self.teacher!r} gives equations and programs)")
+        return self
 
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir) if self.run_dir else Path("runs") / self.name

@@ -5,8 +5,11 @@ Stages (each writes under ``<run_dir>/<stage>/``):
 * ``data``     -- load, decontaminate against the evaluation sets, write Problem rows
   (:mod:`distill.data.stage`);
 * ``search``   -- the teacher when ``teacher: search``: equation search over each training
-  problem's quantities, ranked Rationale rows (:mod:`distill.search.stage`); with
-  ``teacher: gold`` there is no teacher stage and the dataset's own equations are used;
+  problem's quantities, ranked Rationale rows (:mod:`distill.search.stage`);
+* ``generate`` -- the teacher when ``teacher: generate``: a teacher LLM (vLLM, an
+  OpenAI-compatible server or transformers) writes rationales, verified by answer, sandboxed
+  execution and equation checks (:mod:`distill.teachers.stage`; resumable row by row);
+  with ``teacher: gold`` there is no teacher stage and the dataset's own equations are used;
 * ``sft``      -- SFT examples for ``train.target`` (:mod:`distill.train.sft`):
   ``examples.parquet`` and ``summary.json`` with the problems skipped per reason;
 * ``train``    -- Ray Train (DDP or DeepSpeed ZeRO) into ``train/``; a killed run resumes from
@@ -17,7 +20,8 @@ Stages (each writes under ``<run_dir>/<stage>/``):
 Each stage's entry in the manifest holds its status, a hash of its config section chained with
 the hashes of the stages before it, its counts and its timing. A stage whose output is complete
 for the same hash is skipped on a re-run; a stage found unfinished (the run was killed) starts
-over from an empty folder, except ``train``, which resumes from its checkpoints. So a run killed
+over from an empty folder, except ``train``, which resumes from its checkpoints, and
+``generate``, which keeps the rows it committed. So a run killed
 at any moment and started again ends with the same rows as an uninterrupted one.
 """
 
@@ -101,6 +105,18 @@ def _search_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) ->
     log(f"[search] {len(rows)} problems, up to {config.search.max_ops} operators, "
         f"mode {config.search.mode}")
     return search_dataset(rows, config.search, out_dir=out, resources=config.ray.for_stage("search"))
+
+
+def _generate_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
+    from distill.teachers import generate_dataset
+
+    rows = _train_problems(run_dir)
+    g = config.generate
+    log(f"[generate] {len(rows)} problems x {g.samples} sample(s), strategy {g.strategy}, "
+        f"engine {g.engine}, model {g.model}")
+    return generate_dataset(rows, g, out, resources=config.ray.for_stage("generate"),
+                            verify_resources=config.ray.for_stage("verify"),
+                            sandbox=config.sandbox, progress=log)
 
 
 def _read_rationales(folder: Path) -> list[dict[str, Any]]:
@@ -205,6 +221,10 @@ def stages_for(config: PipelineConfig) -> list[Stage]:
     stages = [Stage("data", lambda c: dump(c.data), _data_stage)]
     if config.teacher == "search":
         stages.append(Stage("search", lambda c: dump(c.search), _search_stage))
+    elif config.teacher == "generate":
+        # resumable: rows already committed are kept and the teacher is not asked again
+        stages.append(Stage("generate", lambda c: dump(c.generate), _generate_stage,
+                            resumable=True))
     stages += [
         Stage("sft", lambda c: {"teacher": c.teacher, "sft": dump(c.sft),
                                 "target": c.train.target}, _sft_stage),

@@ -859,23 +859,44 @@ _LATEX_SPACES = re.compile(r"\\[,;:! ]|\\quad|\\qquad|\\displaystyle|\\left|\\ri
 _DEGREE = re.compile(r"\s*(?:\^\s*\{?\s*\\circ\s*\}?|°|\\degree)")
 
 
-def _strip_boxed(s: str) -> str:
-    """The content of the last ``\\boxed{...}`` / ``\\fbox{...}``, braces balanced."""
-    i = max(s.rfind("\\boxed"), s.rfind("\\fbox"))
+def boxed_content(text: str) -> str | None:
+    """The content of the last ``\\boxed{...}`` / ``\\fbox{...}`` (braces balanced), or None
+    when there is none or it is not closed."""
+    i = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
     if i < 0:
-        return s
-    j = s.find("{", i)
+        return None
+    j = text.find("{", i)
     if j < 0:
-        return s
+        return None
     depth = 0
-    for k in range(j, len(s)):
-        if s[k] == "{":
+    for k in range(j, len(text)):
+        if text[k] == "{":
             depth += 1
-        elif s[k] == "}":
+        elif text[k] == "}":
             depth -= 1
             if depth == 0:
-                return s[j + 1 : k]
-    return s[j + 1 :]
+                return text[j + 1 : k]
+    return None
+
+
+def _strip_boxed(s: str) -> str:
+    """The content of the last ``\\boxed{...}`` / ``\\fbox{...}``; an unclosed one gives the
+    rest of the text after its brace."""
+    inner = boxed_content(s)
+    if inner is not None:
+        return inner
+    i = max(s.rfind("\\boxed"), s.rfind("\\fbox"))
+    j = s.find("{", i) if i >= 0 else -1
+    return s if j < 0 else s[j + 1 :]
+
+
+def numeric_texts(values: list) -> list[str]:
+    """``values`` as strings, each checked to be a number :func:`parse_number` reads (allowed
+    constants in configs); raises ValueError naming the ones that are not."""
+    bad = [v for v in values if parse_number(str(v)) is None]
+    if bad:
+        raise ValueError(f"not numbers: {bad}")
+    return [str(v) for v in values]
 
 
 def _strip_latex(s: str) -> tuple[str, str | None]:

@@ -21,7 +21,7 @@ def invoke(*args: str):
 
 def test_help_lists_every_command() -> None:
     out = invoke("--help").output
-    for cmd in ("run", "data", "config", "sandbox", "search"):
+    for cmd in ("run", "data", "config", "sandbox", "search", "generate"):
         assert cmd in out
     data_help = invoke("data", "--help").output
     for cmd in ("list", "show", "stats", "export"):

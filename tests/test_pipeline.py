@@ -187,3 +187,42 @@ def test_a_run_killed_mid_stage_finishes_with_the_same_rows(ray_local, reference
     if stage != "train":  # same student, greedy decoding: the same predictions
         ref = json.loads((ref_dir / "evaluate" / "report.json").read_text())
         assert report["accuracy"] == ref["accuracy"]
+
+
+def test_generating_teacher_pot_student_end_to_end(ray_local, tmp_path) -> None:
+    """teacher: generate through the openai engine (a scripted OpenAI-compatible server on
+    loopback that answers each problem with a program), pot target, evaluation in the sandbox."""
+    from distill.data.synthetic import generate as synthetic
+    from distill.teachers.config import GenerateConfig
+    from distill.teachers.testing import TeacherServer
+
+    cfg = small_quickstart(epochs=1)
+    answers = {p["question"]: p["answer"] for p in synthetic(cfg.data.synthetic, "train")}
+
+    def responder(endpoint: str, body: dict) -> str:
+        text = body.get("prompt") or "\n".join(m["content"] for m in body["messages"])
+        answer = next(a for q, a in answers.items() if q in text)
+        return f"```python\nans = {answer}\n```"
+
+    with TeacherServer(responder) as server:
+        cfg = cfg.model_copy(update={
+            "teacher": "generate",
+            "generate": GenerateConfig(strategy="pot", engine="openai", model="scripted",
+                                       openai={"base_url": server.url}),
+            "train": cfg.train.model_copy(update={"target": "pot", "max_target_length": 32}),
+        })
+        cfg = PipelineConfig.model_validate(cfg.model_dump())
+        manifest = run_pipeline(cfg, tmp_path / "run", log=lambda s: None)
+    assert list(manifest["stages"]) == ["data", "generate", "sft", "train", "evaluate"]
+    gen = manifest["stages"]["generate"]["counts"]
+    assert gen["rows"] == gen["correct"] == 120
+    assert manifest["stages"]["sft"]["counts"]["examples"] == 120
+    report = json.loads((tmp_path / "run" / "evaluate" / "report.json").read_text())
+    assert report["n"] == 30 and report["target"] == "pot"
+
+
+def test_teacher_and_target_must_fit() -> None:
+    with pytest.raises(ValueError, match="needs a `generate` section"):
+        PipelineConfig(name="x", teacher="generate", train={"target": "pot"})
+    with pytest.raises(ValueError, match="needs teacher 'generate'"):
+        PipelineConfig(name="x", teacher="search", train={"target": "cot"})

@@ -15,12 +15,9 @@ SEARCH_MODES = ("first", "minimal", "top")
 
 
 def _check_constants(values: list[str]) -> list[str]:
-    from distill.quantities import parse_number
+    from distill.quantities import numeric_texts
 
-    bad = [c for c in values if parse_number(str(c)) is None]
-    if bad:
-        raise ValueError(f"not numbers: {bad}")
-    return [str(c) for c in values]
+    return numeric_texts(values)
 
 
 class SearchConfig(BaseModel):

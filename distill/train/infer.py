@@ -35,6 +35,7 @@ from distill.equations import (
     variables,
 )
 from distill.quantities import canonical, parse_number
+from distill.teachers.parsers import parse_cot
 from distill.train.collate import encode_prompts
 from distill.train.config import InferenceConfig
 from distill.train.sft import keypoints_source, solve_source
@@ -49,9 +50,8 @@ __all__ = [
 ]
 
 ERROR_UNPARSABLE = "unparsable"
-#: Targets whose outputs :func:`prediction_rows` turns into answers (``cot`` text is read by
-#: the teacher-side answer parser and is not a student target evaluated here yet).
-TARGETS_EVALUATED = ("equation_prefix", "equation_infix", "pot", "kpdd")
+#: Targets whose outputs :func:`prediction_rows` turns into answers.
+TARGETS_EVALUATED = ("equation_prefix", "equation_infix", "pot", "cot", "kpdd")
 ERROR_RUNTIME = "runtime"
 
 
@@ -177,8 +177,9 @@ def prediction_rows(
     """Prediction rows (one per problem and sample), in the shape
     :func:`distill.evaluate.score_problems` reads. ``gold`` is the answer as published.
 
-    Equation targets are evaluated by :func:`equation_answer`; ``pot`` and ``kpdd`` outputs are
-    programs, run by ``execute`` (``SandboxPool.run_many`` or ``distill.sandbox.run_programs``:
+    Equation targets are evaluated by :func:`equation_answer`; ``cot`` text is read by the
+    same parser as teacher completions (:func:`distill.teachers.parsers.parse_cot`); ``pot``
+    and ``kpdd`` outputs are programs, run by ``execute`` (``SandboxPool.run_many`` or ``distill.sandbox.run_programs``:
     a list of programs -> results with ``answer`` and ``error``, in order), all in one batch.
     """
     if target not in TARGETS_EVALUATED:
@@ -202,6 +203,9 @@ def prediction_rows(
             if programs:
                 res = results[k]
                 predicted, error = res.answer, res.error
+            elif target == "cot":
+                parsed = parse_cot(text)
+                predicted, error = (parsed.answer, None) if parsed.ok else (None, ERROR_UNPARSABLE)
             else:
                 predicted, error = equation_answer(text, p["quantities"], notation)
             k += 1

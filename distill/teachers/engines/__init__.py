@@ -1,0 +1,147 @@
+"""Teacher engines behind one small interface, chosen by name in the config.
+
+An engine turns prompts into completions. The in-process ones implement :class:`Engine`
+(``generate(requests, sampling) -> results``, one result per request in order, never raising
+for a failed request: the result carries the error) and run inside Ray Data actors built once
+per actor:
+
+* ``hf`` (:mod:`.hf`) -- transformers ``generate``, batched, CPU or GPU;
+* ``openai`` (:mod:`.openai`) -- an OpenAI-compatible HTTP server, bounded concurrency,
+  retries with backoff, per-request timeout.
+
+``vllm`` (:mod:`.vllm`) is dataset-level: ``ray.data.llm`` processors over the whole Ray
+Dataset (``dataset_level = True``); it has no in-process ``generate``.
+
+Registry: :func:`register_engine` (a duplicate name raises), :func:`get_engine_class` (an
+unknown name raises :class:`UnknownEngineError` listing the valid ones), :func:`build_engine`.
+Engines import torch / transformers / vllm only when built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol, Sequence
+
+from distill.teachers.templates import Prompt
+
+if TYPE_CHECKING:
+    from distill.teachers.config import GenerateConfig, SamplingConfig
+
+__all__ = [
+    "Engine",
+    "GenRequest",
+    "GenResult",
+    "UnknownEngineError",
+    "build_engine",
+    "engine_names",
+    "get_engine_class",
+    "register_engine",
+]
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    """One completion to make: the prompt (both forms; the engine sends the one it uses) and
+    the request's seed."""
+
+    prompt: Prompt
+    seed: int = 0
+
+
+@dataclass
+class GenResult:
+    """A completion (``text``) or a failure (``error``, text None) with its costs. ``sent`` is
+    the prompt as sent (a chat's messages as JSON, or the base text)."""
+
+    text: str | None
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_s: float = 0.0
+    finish_reason: str | None = None
+    sent: str | None = None
+
+
+class Engine(Protocol):
+    """An in-process engine (built once per Ray actor from a GenerateConfig)."""
+
+    name: ClassVar[str]
+    dataset_level: ClassVar[bool]
+    chat: bool  # resolved: chat messages (True) or base prompt text (False)
+
+    def generate(self, requests: Sequence[GenRequest], sampling: SamplingConfig) -> list[GenResult]:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class UnknownEngineError(ValueError):
+    pass
+
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register_engine(name: str) -> Callable[[type], type]:
+    """Class decorator: register an engine class under ``name``."""
+
+    def wrap(cls: type) -> type:
+        if name in _REGISTRY:
+            raise ValueError(f"engine {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_engine_class(name: str) -> type:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownEngineError(
+            f"unknown engine {name!r}; valid: {', '.join(engine_names())}"
+        ) from None
+
+
+def engine_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_engine(config: GenerateConfig) -> Engine:
+    """The in-process engine the config names (loads the model / opens the client)."""
+    cls = get_engine_class(config.engine)
+    if getattr(cls, "dataset_level", False):
+        raise ValueError(f"engine {config.engine!r} runs over a whole Ray Dataset; "
+                         "use distill.teachers.stage.generate_dataset")
+    return cls(config)
+
+
+def sent_prompt(prompt: Prompt, chat: bool) -> str:
+    """The prompt as an engine sends it, for the Rationale's ``prompt`` column."""
+    import json
+
+    return json.dumps(list(prompt.messages), ensure_ascii=False) if chat else prompt.text
+
+
+def stop_strings(prompt: Prompt, sampling: SamplingConfig, chat: bool) -> list[str]:
+    """Stop strings of a request: the template's (base prompts only) then the config's."""
+    out: list[str] = []
+    for s in (() if chat else prompt.stop) + tuple(sampling.stop):
+        if s and s not in out:
+            out.append(s)
+    return out
+
+
+def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """``text`` cut before the first stop string, and whether it was cut."""
+    cut = len(text)
+    for s in stops:
+        i = text.find(s)
+        if 0 <= i < cut:
+            cut = i
+    return text[:cut], cut < len(text)
+
+
+from distill.teachers.engines import hf, openai, vllm  # noqa: E402,F401  (register)

@@ -1,0 +1,467 @@
+"""The teacher-generation stage on Ray Data: Problem rows in, Rationale rows (Parquet) out.
+
+Takes Problem rows (columns :data:`~distill.teachers.generate.REQUIRED_COLUMNS`, checked at
+the door) and a :class:`~distill.teachers.config.GenerateConfig`; writes
+:data:`distill.records.RATIONALE_SCHEMA` rows keyed by (problem id, strategy, sample index)
+and returns a summary.
+
+Output layout under ``out_dir`` (a local folder or a pyarrow filesystem URI)::
+
+    stage.json                      the config's fingerprint (what decides a row's content)
+    rationales/part-RRRRR-SSSSSS.parquet   one shard per verified batch: run R, batch S
+    summary.json                    the summary of the last run
+
+How it resumes. Each verified batch is committed as its own shard, atomically (written under a
+temporary name and renamed; an object store's single PUT is atomic by itself). A re-run reads
+the keys already committed and asks the teacher only for the others, plus the rows whose
+generation failed (the engine gave up after its retries: ``completion`` null); a later shard's
+row replaces an earlier one with the same key, and at the end every superseded row is removed
+from its shard, so the output holds each key once. A run killed at any point loses only the
+batches in flight. A re-run with another fingerprint (model, strategy, sampling, templates,
+...) into the same folder is refused rather than mixed. One run at a time per folder: two
+concurrent runs into one folder are not guarded against.
+
+The pipeline: ``ray.data`` from the work items -> in-process engines (hf, openai): one
+``map_batches`` actor pool, each actor building its engine (and a sandbox pool for PoT
+programs) once, generating and verifying each batch; ``vllm``: ``ray.data.llm`` processors,
+then a verify actor pool -> the driver commits each finished batch as it streams out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distill.records import RATIONALE_SCHEMA, VERDICTS, to_table
+from distill.teachers.config import GenerateConfig
+from distill.teachers.generate import ITEM_COLUMNS, rationale_rows, run_calls, work_items
+
+if TYPE_CHECKING:
+    from distill.config import StageResources
+    from distill.sandbox import SandboxConfig
+
+__all__ = [
+    "GenerateUDF",
+    "OutputStore",
+    "StageMismatchError",
+    "VerifyUDF",
+    "generate_dataset",
+    "read_rationales",
+]
+
+RATIONALES = "rationales"
+STAGE_FILE = "stage.json"
+SUMMARY_FILE = "summary.json"
+
+ITEM_SCHEMA = pa.schema([
+    pa.field("id", pa.string()),
+    pa.field("question", pa.string()),
+    pa.field("answer", pa.string()),
+    pa.field("answer_raw", pa.string()),
+    pa.field("quantities", pa.list_(pa.string())),
+    pa.field("masked_question", pa.string()),
+    pa.field("lang", pa.string()),
+    pa.field("sample_idx", pa.int32()),
+])
+_KEY_COLUMNS = ["id", "strategy", "sample_idx", "completion"]
+
+
+class StageMismatchError(ValueError):
+    """The output folder holds rows made with another configuration."""
+
+
+# --------------------------------------------------------------------------------- storage
+@dataclass
+class _Existing:
+    """Committed rows: key -> (shard name, generation failed), latest shard winning."""
+
+    rows: dict[tuple[str, str, int], tuple[str, bool]]
+    superseded: dict[str, int]  # shard -> rows in it replaced by a later shard
+    last_run: int
+
+
+class OutputStore:
+    """The stage's output folder (local or any pyarrow filesystem URI)."""
+
+    def __init__(self, out_dir: str | os.PathLike):
+        from pyarrow import fs as pafs
+
+        out = str(out_dir)
+        if "://" in out:
+            self.fs, self.root = pafs.FileSystem.from_uri(out)
+            self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        else:
+            self.fs, self.root, self.local = pafs.LocalFileSystem(), os.path.abspath(out), True
+        self.uri = out
+        self.shards_dir = f"{self.root}/{RATIONALES}"
+        self._made = False
+
+    def _ensure_dirs(self) -> None:
+        if not self._made:
+            self.fs.create_dir(self.shards_dir, recursive=True)
+            self._made = True
+
+    # -- small files
+    def _write_bytes(self, path: str, data: bytes) -> None:
+        self._ensure_dirs()
+        if self.local:
+            tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp"
+            with self.fs.open_output_stream(tmp) as f:
+                f.write(data)
+            self.fs.move(tmp, path)  # rename: atomic on a local filesystem
+        else:
+            with self.fs.open_output_stream(path) as f:  # one PUT: atomic on object stores
+                f.write(data)
+
+    def _read_json(self, name: str) -> dict[str, Any] | None:
+        from pyarrow import fs as pafs
+
+        path = f"{self.root}/{name}"
+        if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
+            return None
+        with self.fs.open_input_stream(path) as f:
+            return json.loads(f.read().decode())
+
+    def write_json(self, name: str, obj: Any) -> None:
+        self._write_bytes(f"{self.root}/{name}",
+                          json.dumps(obj, indent=2, ensure_ascii=False, default=str).encode())
+
+    def check_fingerprint(self, config: GenerateConfig) -> None:
+        """Refuse a folder made with another fingerprint; record it in a new folder."""
+        mine = config.fingerprint()
+        stored = self._read_json(STAGE_FILE)
+        if stored is None:
+            self.write_json(STAGE_FILE, {"fingerprint": mine,
+                                         "config": config.model_dump(mode="json")})
+            return
+        theirs = stored.get("fingerprint", {})
+        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        if diff:
+            shown = "; ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} now" for k in diff)
+            raise StageMismatchError(
+                f"{self.uri} holds rows generated with another configuration ({shown}); "
+                "use another --out folder")
+
+    # -- shards
+    def shard_names(self) -> list[str]:
+        from pyarrow import fs as pafs
+
+        infos = self.fs.get_file_info(pafs.FileSelector(self.shards_dir, allow_not_found=True))
+        return sorted(i.base_name for i in infos
+                      if i.type == pafs.FileType.File and i.base_name.startswith("part-")
+                      and i.base_name.endswith(".parquet"))
+
+    def _read(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(f"{self.shards_dir}/{name}", columns=columns, filesystem=self.fs)
+
+    def existing(self) -> _Existing:
+        rows: dict[tuple[str, str, int], tuple[str, bool]] = {}
+        superseded: dict[str, int] = {}
+        last_run = 0
+        for name in self.shard_names():
+            try:
+                last_run = max(last_run, int(name.split("-")[1]))
+            except (IndexError, ValueError):
+                pass
+            t = self._read(name, _KEY_COLUMNS)
+            ids, strategies = t.column("id").to_pylist(), t.column("strategy").to_pylist()
+            idx, completions = t.column("sample_idx").to_pylist(), t.column("completion").to_pylist()
+            for key in zip(ids, strategies, idx, completions):
+                k = (key[0], key[1], int(key[2]))
+                if k in rows:
+                    old = rows[k][0]
+                    superseded[old] = superseded.get(old, 0) + 1
+                rows[k] = (name, key[3] is None)
+        return _Existing(rows, superseded, last_run)
+
+    def commit(self, table: pa.Table, run: int, seq: int) -> str:
+        """Write one shard atomically; returns its name."""
+        self._ensure_dirs()
+        name = f"part-{run:05d}-{seq:06d}.parquet"
+        path = f"{self.shards_dir}/{name}"
+        if self.local:
+            tmp = f"{self.shards_dir}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+            pq.write_table(table, tmp, filesystem=self.fs)
+            self.fs.move(tmp, path)
+        else:
+            pq.write_table(table, path, filesystem=self.fs)
+        return name
+
+    def compact(self) -> int:
+        """Remove rows replaced by a later shard (each key then occurs once); returns how many.
+        Safe to kill: a shard is rewritten whole and renamed, and the later row stays."""
+        state = self.existing()
+        removed = 0
+        for name, count in sorted(state.superseded.items()):
+            t = self._read(name)
+            keep = [i for i, k in enumerate(zip(t.column("id").to_pylist(), t.column("strategy").to_pylist(),
+                                                t.column("sample_idx").to_pylist()))
+                    if state.rows.get((k[0], k[1], int(k[2])), ("",))[0] == name]
+            removed += t.num_rows - len(keep)
+            if keep:
+                run, seq = (int(x) for x in name[len("part-"):-len(".parquet")].split("-"))
+                self.commit(t.take(keep), run, seq)
+            else:
+                self.fs.delete_file(f"{self.shards_dir}/{name}")
+        if self.local:  # temporary files of a killed run
+            from pyarrow import fs as pafs
+
+            for info in self.fs.get_file_info(pafs.FileSelector(self.shards_dir, allow_not_found=True)):
+                if info.base_name.startswith(".part-") and info.base_name.endswith(".tmp"):
+                    self.fs.delete_file(info.path)
+        return removed
+
+    def read(self, keys: Iterable[tuple[str, str, int]] | None = None) -> pa.Table:
+        """Every current row (latest shard wins), sorted by key; only ``keys`` when given."""
+        state = self.existing()
+        wanted = None if keys is None else set(keys)
+        tables = []
+        for name in sorted({s for s, _ in state.rows.values()}):
+            t = self._read(name)
+            keep = []
+            for i, k in enumerate(zip(t.column("id").to_pylist(), t.column("strategy").to_pylist(),
+                                      t.column("sample_idx").to_pylist())):
+                key = (k[0], k[1], int(k[2]))
+                if state.rows[key][0] == name and (wanted is None or key in wanted):
+                    keep.append(i)
+            tables.append(t.take(keep))
+        if not tables:
+            return RATIONALE_SCHEMA.empty_table()
+        table = pa.concat_tables([t.cast(RATIONALE_SCHEMA) for t in tables])
+        return table.sort_by([("id", "ascending"), ("strategy", "ascending"), ("sample_idx", "ascending")])
+
+
+def read_rationales(out_dir: str | os.PathLike) -> pa.Table:
+    """The Rationale rows a generate stage wrote (each key once, sorted by key)."""
+    return OutputStore(out_dir).read()
+
+
+# --------------------------------------------------------------------------------- Ray UDFs
+def _items_table(items: Sequence[Mapping[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist([{c: it[c] for c in ITEM_COLUMNS} for it in items], schema=ITEM_SCHEMA)
+
+
+class GenerateUDF:
+    """``map_batches`` actor for in-process engines: builds the engine (and, for PoT, a sandbox
+    pool) once; each batch is generated, parsed and verified here, so what leaves the actor is
+    a finished batch of Rationale rows that the driver commits at once."""
+
+    def __init__(self, config: str, sandbox: str | None = None):
+        from distill.teachers.engines import build_engine
+
+        self.config = GenerateConfig.model_validate_json(config)
+        self.engine = build_engine(self.config)
+        self.verifier = VerifyUDF(config, sandbox, chat=self.engine.chat)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        items = [{c: r[c] for c in ITEM_COLUMNS} for r in batch.to_pylist()]
+        calls = run_calls(items, self.engine, self.config)
+        return self.verifier.rows(items, calls, self.engine.chat)
+
+
+class VerifyUDF:
+    """Parses and verifies generated items into Rationale rows; PoT programs go to this
+    object's own sandbox pool, a batch at a time. A ``map_batches`` actor after the ``vllm``
+    engine; inside :class:`GenerateUDF` for the in-process engines."""
+
+    def __init__(self, config: str, sandbox: str | None = None, chat: bool | None = None):
+        from distill.teachers.strategies import get_strategy
+
+        self.config = GenerateConfig.model_validate_json(config)
+        self.chat = chat
+        self.pool = None
+        if get_strategy(self.config.strategy).output == "program":
+            from distill.sandbox import SandboxConfig, SandboxPool
+
+            self.pool = SandboxPool(SandboxConfig.model_validate_json(sandbox) if sandbox
+                                    else SandboxConfig())
+            self.pool.start()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        items = [{c: r[c] for c in ITEM_COLUMNS} for r in rows]
+        return self.rows(items, [json.loads(r["calls"]) for r in rows], self.chat)
+
+    def rows(self, items: list[dict[str, Any]], calls: list[list[dict[str, Any]]],
+             chat: bool | None) -> pa.Table:
+        out = rationale_rows(items, calls, self.config, chat=chat,
+                             run_programs=self.pool.run_many if self.pool is not None else None)
+        return to_table(out, RATIONALE_SCHEMA)
+
+    def __del__(self) -> None:
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.close()
+
+
+# -------------------------------------------------------------------------------- the stage
+def _counts(table: pa.Table) -> dict[str, Any]:
+    verdicts = table.column("verdict").to_pylist() if table.num_rows else []
+    counts = {v: verdicts.count(v) for v in VERDICTS}
+    n = len(verdicts)
+    completions = table.column("completion").to_pylist() if n else []
+    return {
+        "rows": n,
+        **counts,
+        "pass_rate": round(counts["correct"] / n, 6) if n else 0.0,
+        "generation_failed": sum(1 for c in completions if c is None),
+        "tokens_in": int(sum(x or 0 for x in table.column("tokens_in").to_pylist())) if n else 0,
+        "tokens_out": int(sum(x or 0 for x in table.column("tokens_out").to_pylist())) if n else 0,
+    }
+
+
+def _batches(items: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _workers(resources: StageResources | None) -> int:
+    return resources.concurrency if resources is not None and resources.concurrency else 1
+
+
+def _ray_kwargs(resources: StageResources | None) -> dict[str, Any]:
+    if resources is None:
+        return {"num_cpus": 1.0}
+    kw: dict[str, Any] = {"num_cpus": resources.num_cpus}
+    if resources.num_gpus:
+        kw["num_gpus"] = resources.num_gpus
+    if resources.memory_gb:
+        kw["memory"] = int(resources.memory_gb * 1024**3)
+    return kw
+
+
+def _ray_batches(items: list[dict[str, Any]], config: GenerateConfig, sandbox: str,
+                 resources: StageResources | None, verify_resources: StageResources | None):
+    """Verified Rationale tables as they stream out of the Ray Data pipeline."""
+    import ray
+    import ray.data
+
+    from distill.teachers.engines import get_engine_class
+
+    cfg = config.model_dump_json()
+    size = config.batch_size
+    engine_cls = get_engine_class(config.engine)
+    verify_kw = dict(batch_size=size, batch_format="pyarrow",
+                     compute=ray.data.ActorPoolStrategy(size=_workers(verify_resources)),
+                     **_ray_kwargs(verify_resources))
+    if engine_cls.dataset_level:
+        chat = engine_cls.resolve_chat(config)
+        from distill.teachers.strategies import get_strategy
+
+        chunk = (config.vllm.chunk_rows if get_strategy(config.strategy).max_calls > 1
+                 else len(items) or 1)
+        for part in _batches(items, chunk):
+            ds = ray.data.from_arrow([_items_table(b) for b in _batches(part, size)])
+            ds = engine_cls.run_dataset(ds, config, chat)
+            ds = ds.map_batches(VerifyUDF, fn_constructor_kwargs={"config": cfg, "sandbox": sandbox,
+                                                                  "chat": chat}, **verify_kw)
+            yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
+        return
+    ds = ray.data.from_arrow([_items_table(b) for b in _batches(items, size)])
+    ds = ds.map_batches(
+        GenerateUDF, fn_constructor_kwargs={"config": cfg, "sandbox": sandbox}, batch_size=size,
+        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=_workers(resources)),
+        **_ray_kwargs(resources),
+    )
+    yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
+
+
+def _local_batches(items: list[dict[str, Any]], config: GenerateConfig, sandbox: str):
+    """The same pipeline in this process, without Ray (debugging, small runs)."""
+    from distill.teachers.engines import build_engine
+
+    engine = build_engine(config)
+    verifier = VerifyUDF(config.model_dump_json(), sandbox, chat=engine.chat)
+    try:
+        for batch in _batches(items, config.batch_size):
+            yield verifier.rows(batch, run_calls(batch, engine, config), engine.chat)
+    finally:
+        engine.close()
+        if verifier.pool is not None:
+            verifier.pool.close()
+
+
+def generate_dataset(
+    problems: Iterable[Mapping[str, Any]],
+    config: GenerateConfig,
+    out_dir: str | os.PathLike,
+    *,
+    resources: StageResources | None = None,
+    verify_resources: StageResources | None = None,
+    sandbox: SandboxConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+    local: bool = False,
+) -> dict[str, Any]:
+    """Generate, verify and commit Rationale rows for ``problems`` (``config.samples`` per
+    problem) into ``out_dir``; returns the summary (also written to ``summary.json``).
+
+    ``resources`` / ``verify_resources`` (:class:`distill.config.StageResources`: the
+    pipeline's ``ray.resources.generate`` / ``.verify``): CPUs, GPUs and memory per actor and
+    the number of actors (``concurrency``, default 1). In-process engines (hf, openai) verify
+    inside their generation actors, so a kill loses at most the batches those actors hold;
+    ``verify_resources`` is for the verify actors after the vllm engine. ``sandbox`` (the pipeline's ``sandbox``
+    section; default ``SandboxConfig()``): how PoT programs are run, one pool per verify actor.
+    Ray must be initialised by the caller unless ``local`` (one process, no Ray; in-process
+    engines only).
+
+    Summary: ``rows`` (rows of these problems now in the output), ``correct``, ``wrong``,
+    ``error``, ``unparsable``, ``pass_rate``, ``tokens_in``, ``tokens_out`` (over those rows),
+    ``generation_failed`` (rows whose generation failed; the next run retries them),
+    ``generated`` (rows made by this run), ``reused`` (rows already there), ``rows_per_s``
+    (rows made by this run per second of this run), ``elapsed_s``.
+    """
+    problems = list(problems)
+    if config.prompts_dir and "://" not in config.prompts_dir and os.path.isdir(config.prompts_dir):
+        # actors may run in another working directory
+        config = config.model_copy(update={"prompts_dir": os.path.abspath(config.prompts_dir)})
+    store = OutputStore(out_dir)
+    store.check_fingerprint(config)
+    before = store.existing()
+    done = {k for k, (_, failed) in before.rows.items() if not failed}
+    items = work_items(problems, config.samples, config.strategy, skip=done)
+    requested = [(p["id"], config.strategy, k) for p in problems for k in range(config.samples)]
+    reused = sum(1 for k in requested if k in done)
+    say = progress or (lambda _m: None)
+    say(f"generate: {len(requested)} rows requested, {reused} already done, {len(items)} to generate "
+        f"({config.strategy}, {config.engine}:{config.model})")
+    run = before.last_run + 1
+    t0 = time.perf_counter()
+    generated = 0
+    counts = {v: 0 for v in VERDICTS}
+    if items:
+        from distill.sandbox import SandboxConfig
+
+        box = (sandbox or SandboxConfig()).model_dump_json()
+        source = _local_batches(items, config, box) if local else _ray_batches(
+            items, config, box, resources, verify_resources)
+        for seq, table in enumerate(source):
+            if table.num_rows == 0:
+                continue
+            store.commit(table.cast(RATIONALE_SCHEMA), run, seq)
+            generated += table.num_rows
+            for v in table.column("verdict").to_pylist():
+                counts[v] += 1
+            rate = generated / max(time.perf_counter() - t0, 1e-9)
+            say(f"generate: {generated}/{len(items)} rows ({rate:.2f} rows/s) "
+                + ", ".join(f"{v} {n}" for v, n in counts.items()))
+    elapsed = time.perf_counter() - t0
+    store.compact()
+    summary = {
+        **_counts(store.read(requested)),
+        "generated": generated,
+        "reused": reused,
+        "rows_per_s": round(generated / elapsed, 3) if generated and elapsed > 0 else 0.0,
+        "elapsed_s": round(elapsed, 3),
+        "strategy": config.strategy,
+        "engine": config.engine,
+        "model": config.model,
+        "samples": config.samples,
+    }
+    store.write_json(SUMMARY_FILE, summary)
+    return summary
