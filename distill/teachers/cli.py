@@ -12,11 +12,6 @@ from typing import Any, Optional
 import typer
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 def generate_command(
     data: str = typer.Option(..., "--data", help="Dataset name (see `mathdistill data list`), "
                              "or a jsonl/csv/parquet file of problems."),
@@ -50,9 +45,8 @@ def generate_command(
     again, it finishes without duplicates and without asking the teacher twice."""
     import yaml
 
-    from distill.config import ConfigError, DataConfig, DataSource, validate_config
-    from distill.data.base import DataError
-    from distill.data.stage import load_source
+    from distill.cli import _fail, _load, _source
+    from distill.config import ConfigError, validate_config
     from distill.teachers.config import GenerateConfig
     from distill.teachers.stage import StageMismatchError, generate_dataset
 
@@ -81,14 +75,8 @@ def generate_command(
         cfg = validate_config(merged, GenerateConfig, str(config) if config else "options")
     except ConfigError as e:
         _fail(str(e))
-    if data.endswith((".jsonl", ".json", ".csv", ".parquet")) or Path(data).is_file():
-        source = DataSource(name=Path(data).stem, split="all", limit=limit, path=data)
-    else:
-        source = DataSource(name=data, split=split, limit=limit)
-    try:
-        loaded = load_source(source, DataConfig(data_dir=str(data_dir) if data_dir else None))
-    except (DataError, ConfigError, ValueError) as e:
-        _fail(str(e))
+    source = _source(data, split, limit, None)
+    loaded = _load(source, data_dir)
     log = lambda m: typer.echo(m, err=True)  # noqa: E731
     resources = verify_resources = None
     if not local:

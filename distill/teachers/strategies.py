@@ -106,21 +106,20 @@ class Strategy:
         return self.parse_text(done[-1] if done else None)
 
     def parse_text(self, text: str | None) -> Parsed:
-        raise NotImplementedError
+        """The completion of a one-call strategy, read by the parser of its ``output``."""
+        return _PARSERS[self.output](text)
+
+
+_PARSERS = {"answer": parsers.parse_cot, "program": parsers.parse_program,
+            "equation": parsers.parse_equation, "problem": parsers.parse_new_problem}
 
 
 class _CoT(Strategy):
     name, output = "cot", "answer"
 
-    def parse_text(self, text: str | None) -> Parsed:
-        return parsers.parse_cot(text)
-
 
 class _PoT(Strategy):
     name, output = "pot", "program"
-
-    def parse_text(self, text: str | None) -> Parsed:
-        return parsers.parse_program(text)
 
 
 class _KPDD(Strategy):
@@ -232,9 +231,6 @@ class _FDD(Strategy):
 
     def __init__(self, kind: str):
         self.name = f"fdd_{kind}"
-
-    def parse_text(self, text: str | None) -> Parsed:
-        return parsers.parse_new_problem(text)
 
 
 _REGISTRY: dict[str, Strategy] = {}
