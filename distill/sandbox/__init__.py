@@ -33,9 +33,11 @@ exception, or a crash); ``no_answer`` (ran, but no usable answer).
 How a program runs
 ------------------
 A pool starts ``workers`` *heavy* workers (sympy and numpy pre-imported and warmed up) and as
-many *light* ones (standard library only); a program that mentions a heavy module goes to a
-heavy worker, every other one to a light worker (forking a small interpreter costs several times
-less on the same CPU). Each worker is one ``python -I -S`` started once inside the isolation
+many *light* ones (standard library only); ``workers`` defaults to auto: the CPUs the process
+running the pool was given -- Ray's assignment inside a Ray worker, else the cgroup quota, else
+the CPU affinity -- resolved when the pool starts (:mod:`distill.sandbox.sizing`). A program
+that mentions a heavy module goes to a heavy worker, every other one to a light worker (forking
+a small interpreter costs several times less on the same CPU). Each worker is one ``python -I -S`` started once inside the isolation
 backend. Per program it forks a child, already restricted before the program arrives: own
 session; only /dev/null on fds 0-2 plus its two pipes; a fresh scratch directory as cwd; the
 seccomp filter. The child parses, vets (``ast_check``) and runs the program, reports once and
@@ -113,6 +115,7 @@ from distill.sandbox.pool import (
     run_programs,
 )
 from distill.sandbox.result import ERROR_KINDS, ExecResult
+from distill.sandbox.sizing import PoolSize, pool_size, resolve_workers
 from distill.sandbox.stage import ExecutePrograms, execute_programs
 
 __all__ = [
@@ -120,12 +123,15 @@ __all__ = [
     "ExecResult",
     "ExecutePrograms",
     "IsolationReport",
+    "PoolSize",
     "SandboxConfig",
     "SandboxError",
     "SandboxPool",
     "SandboxWarning",
     "default_pool",
     "execute_programs",
+    "pool_size",
+    "resolve_workers",
     "run_program",
     "run_programs",
 ]

@@ -16,6 +16,7 @@ import typer
 
 from distill.sandbox.config import SandboxConfig
 from distill.sandbox.pool import SandboxError, SandboxPool, SandboxWarning
+from distill.sandbox.sizing import pool_size
 
 sandbox_app = typer.Typer(
     help="Run untrusted programs in the sandbox; show the isolation layers in force.",
@@ -124,7 +125,9 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     isolation: str = IsolationOpt,
 ) -> None:
-    """Start one worker, print the isolation layers in force and try a few escapes."""
+    """Start one worker, print the isolation layers in force and try a few escapes; say how
+    many workers a pool with ``workers`` auto would start in this process, and why."""
+    auto = pool_size(None)
     pool = _start(_config(None, None, isolation, ast_check=False))
     with tempfile.TemporaryDirectory(prefix="mathdistill-check-") as outside:
         specs = _probes(Path(outside))
@@ -143,9 +146,14 @@ def check(
                 held = not res.ok
             probes.append({"probe": name, "held": held, "error": res.error, "detail": res.detail})
     if as_json:
-        typer.echo(json.dumps({**report.to_dict(), "probes": probes}, ensure_ascii=False))
+        typer.echo(json.dumps({**report.to_dict(), "probes": probes,
+                               "auto_workers": {"workers": auto.workers, "source": auto.source,
+                                                "reason": auto.reason}}, ensure_ascii=False))
     else:
         typer.echo(f"isolation: {report.mode}")
+        typer.echo(f"workers: {report.workers} of each kind ({', '.join(report.kinds)}) in this "
+                   f"check ({report.workers_reason}); a pool with workers=auto here: "
+                   f"{auto.workers} of each kind ({auto.reason})")
         for name, why in report.skipped.items():
             typer.echo(f"  (skipped {name}: {why})")
         typer.echo("active layers:")

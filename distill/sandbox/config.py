@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,10 +18,6 @@ DEFAULT_PRELOAD = ("math", "cmath", "fractions", "decimal", "statistics", "itert
 Isolation = Literal["auto", "bwrap", "unshare", "none"]
 
 
-def _default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
-
-
 class SandboxConfig(BaseModel):
     """How untrusted programs are run: limits, pool size and isolation layers."""
 
@@ -32,9 +27,12 @@ class SandboxConfig(BaseModel):
                              "(the CPU-time rlimit is this rounded up plus one).")
     memory_mb: int = Field(512, ge=16, description="Address space a program may add on top of "
                            "the pre-imported interpreter (RLIMIT_AS), MiB.")
-    workers: int = Field(default_factory=_default_workers, ge=1, le=256,
-                         description="Pre-started workers of each kind (heavy, light) in the "
-                         "pool; default: the number of CPUs.")
+    workers: int | None = Field(None, ge=1, le=256,
+                                description="Pre-started workers of each kind (heavy, light) in "
+                                "the pool. None (auto): resolved when the pool starts, in the "
+                                "process that runs the programs, from the CPUs that process was "
+                                "given -- a Ray worker's assigned CPUs, else the cgroup CPU quota, "
+                                "else the CPU affinity (see distill.sandbox.sizing).")
     stdout_limit: int = Field(65536, ge=256, description="Characters of stdout kept; printing "
                               "more ends the program with error 'output_limit'.")
     isolation: Isolation = Field("auto", description="Namespace layer: 'auto' takes the strongest "

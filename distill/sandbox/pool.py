@@ -13,6 +13,12 @@ dies, hangs or breaks the protocol, putting the programs queued behind the faile
 queue. Everything coming back from a worker is validated: its body was written by the program's
 process. The first worker decides the backend (``auto``: bwrap, unshare, none) and its verified
 layers become the pool's :class:`IsolationReport`.
+
+How many workers: ``SandboxConfig.workers`` when set, else (auto) what the process calling
+:meth:`SandboxPool.start` was given -- Ray's CPUs for a Ray worker, else the cgroup quota, else
+the CPU affinity (:mod:`distill.sandbox.sizing`). It is resolved at start, in the process that
+runs the programs, never at config-build time; the report's ``workers`` / ``workers_reason`` say
+what was chosen and why, and the pool logs it once.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from distill.sandbox.isolation import (
     sandbox_binds,
 )
 from distill.sandbox.result import ExecResult, build_result
+from distill.sandbox.sizing import PoolSize, pool_size
 
 __all__ = [
     "IsolationReport",
@@ -98,17 +105,25 @@ class SandboxWarning(UserWarning):
 
 @dataclass
 class IsolationReport:
-    """Which isolation is active, what each layer is, and what was skipped and why."""
+    """Which isolation is active, what each layer is, and what was skipped and why; and how many
+    workers of each kind the pool runs (``workers``) and why that many (``workers_reason``:
+    ``config: workers=4``, ``ray: 2 CPUs assigned``, ``cgroup quota: ...``, ``cpu affinity: ...``;
+    see :mod:`distill.sandbox.sizing`)."""
 
     mode: str
     layers: list[str]
     skipped: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     verified: dict[str, Any] = field(default_factory=dict)
+    workers: int = 0
+    workers_reason: str = ""
+    kinds: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "layers": self.layers, "skipped": self.skipped,
-                "warnings": self.warnings, "verified": self.verified}
+                "warnings": self.warnings, "verified": self.verified,
+                "workers": self.workers, "workers_reason": self.workers_reason,
+                "kinds": self.kinds}
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,7 +325,8 @@ class SandboxPool:
     """A pool of sandbox workers. Thread-safe; a context manager; closed at exit.
 
     ``SandboxPool(config)`` or ``SandboxPool(timeout_s=2, workers=4, ...)`` (keywords override
-    fields of ``config``). Workers start on :meth:`start` or on the first program.
+    fields of ``config``). Workers start on :meth:`start` or on the first program; their number
+    (``config.workers``, or auto) is resolved there, in the calling process (:attr:`size`).
     """
 
     def __init__(self, config: SandboxConfig | None = None, **overrides: Any) -> None:
@@ -327,6 +343,7 @@ class SandboxPool:
                        if m not in sys.stdlib_module_names)
         self._heavy_re = re.compile(r"\b(?:" + "|".join(map(re.escape, heavy)) + r")\b") if heavy else None
         self._report: IsolationReport | None = None
+        self._size: PoolSize | None = None
         self._backend = None
         self._owner_pid = 0
         self._ids = itertools.count(1)
@@ -339,6 +356,11 @@ class SandboxPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def size(self) -> PoolSize | None:
+        """How many workers of each kind this pool runs and why; None until it starts."""
+        return self._size
 
     @property
     def report(self) -> IsolationReport:
@@ -358,7 +380,8 @@ class SandboxPool:
             # Every worker is started by the thread that serves it, for as long as the pool
             # lives: bwrap's --die-with-parent and the workers' own parent-death signal follow
             # the *thread* that forked them, so a short-lived starter thread would kill them.
-            n = self.config.workers
+            self._size = size = pool_size(self.config.workers)
+            n = size.workers
             self._workers = {k: [None] * n for k in self._kinds}
             first = (self._kinds[-1], 0)  # a light worker starts fastest; it picks the backend
             slots = [first] + [(k, i) for k in self._kinds for i in range(n) if (k, i) != first]
@@ -378,6 +401,9 @@ class SandboxPool:
                 ready[slot].wait()
             self._owner_pid = os.getpid()
             _LIVE_POOLS.add(self)
+            log.info("sandbox pool: %d worker%s of each kind (%s) -- %s; isolation %s",
+                     n, "" if n == 1 else "s", ", ".join(self._kinds), size.reason,
+                     self._report.mode if self._report else "?")
             return self._report  # type: ignore[return-value]
 
     def _forget_after_fork(self) -> None:
@@ -493,8 +519,12 @@ class SandboxPool:
         for w in warns:
             log.warning(w)
             warnings.warn(w, SandboxWarning, stacklevel=4)
+        size = self._size
         return IsolationReport(mode=backend.name, layers=layers, skipped=skipped,
-                               warnings=warns, verified=dict(v))
+                               warnings=warns, verified=dict(v),
+                               workers=size.workers if size else 0,
+                               workers_reason=size.reason if size else "",
+                               kinds=list(self._kinds))
 
     def close(self) -> None:
         """Stop the threads and kill every worker (and everything inside its namespaces)."""
@@ -513,7 +543,7 @@ class SandboxPool:
             for workers in self._workers.values():
                 workers[:] = [None] * len(workers)
             for k in self._kinds:
-                for _ in range(self.config.workers):
+                for _ in range(len(self._workers[k])):
                     self._queues[k].put(_STOP)
             for t in self._threads:
                 t.join(timeout=self.config.timeout_s + self.config.grace_s + 5)

@@ -7,6 +7,11 @@ column raises :class:`KeyError` naming it and the columns the batch has.
 :class:`ExecutePrograms` is the UDF class for ``Dataset.map_batches``: it starts one
 :class:`~distill.sandbox.SandboxPool` per actor in ``__init__`` and closes it with the actor;
 :func:`execute_programs` is the one-call wrapper. Batches may be numpy dicts or pandas frames.
+
+Sizing: an actor asks Ray for ``num_cpus`` (the stage's resources); the pool inside it then
+starts as many workers of each kind as Ray assigned it (``workers`` auto, resolved in the actor:
+:mod:`distill.sandbox.sizing`), so what Ray accounts for is what runs. An explicit
+``SandboxConfig.workers`` still wins inside the actor; it is also the default ``num_cpus``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy as np
 from distill.sandbox.config import SandboxConfig
 from distill.sandbox.pool import SandboxPool
 
-__all__ = ["OUTPUT_COLUMNS", "ExecutePrograms", "execute_programs"]
+__all__ = ["OUTPUT_COLUMNS", "ExecutePrograms", "actor_cpus", "execute_programs"]
 
 OUTPUT_COLUMNS = ("ok", "answer", "error", "stdout", "duration_s")
 
@@ -74,14 +79,26 @@ class ExecutePrograms:
             pool.close()
 
 
+def actor_cpus(config: SandboxConfig, num_cpus: float | None = None) -> float:
+    """CPUs one sandbox actor asks Ray for: ``num_cpus`` (the stage's resources) when given,
+    else ``config.workers`` when set, else 1. The pool inside the actor sizes itself from the
+    CPUs Ray assigned, so the two agree."""
+    if num_cpus is not None:
+        if num_cpus < 0:
+            raise ValueError(f"num_cpus for sandbox actors must be >= 0, got {num_cpus}")
+        return float(num_cpus)
+    return float(config.workers) if config.workers is not None else 1.0
+
+
 def execute_programs(ds, config: SandboxConfig | dict[str, Any] | None = None, *,
                      column: str = "program", prefix: str = "exec_", actors: int = 1,
                      num_cpus: float | None = None, batch_size: int = 256):
     """``ds`` with the sandbox's result columns added (see the module docstring).
 
-    One actor per ``actors``, each with its own pool of ``config.workers`` workers of each kind;
-    ``num_cpus`` per actor defaults to ``config.workers``. The input column is checked here when
-    the schema is known, and again by every batch.
+    ``actors`` actors, each asking Ray for ``num_cpus`` CPUs (pass the stage's resources;
+    default: ``config.workers`` when set, else 1) and running its own pool sized from what Ray
+    assigned it (``config.workers`` when set). The input column is checked here when the schema
+    is known, and again by every batch.
     """
     import ray.data
 
@@ -94,8 +111,9 @@ def execute_programs(ds, config: SandboxConfig | dict[str, Any] | None = None, *
         raise KeyError(f"the sandbox stage needs column {column!r}; the dataset has {schema.names}")
     return ds.map_batches(
         ExecutePrograms,
-        fn_constructor_kwargs={"config": cfg.model_dump(), "column": column, "prefix": prefix},
+        fn_constructor_kwargs={"config": cfg.model_dump(mode="json"), "column": column,
+                               "prefix": prefix},
         compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=num_cpus if num_cpus is not None else float(cfg.workers),
+        num_cpus=actor_cpus(cfg, num_cpus),
         batch_size=batch_size,
     )
