@@ -525,6 +525,22 @@ def test_cli_check_prints_layers_and_probes():
         assert "namespaces:" in res.output
 
 
+def test_cli_check_says_how_many_workers_and_why(monkeypatch):
+    from distill.sandbox import sizing
+
+    monkeypatch.setattr(sizing, "cgroup_cpu_quota", lambda: (300000, 100000))
+    res = _cli("check")
+    assert res.exit_code == 0, res.output
+    assert ("workers: 1 of each kind (heavy) in this check (config: workers=1); a pool with "
+            "workers=auto here: 3 of each kind (cgroup quota: 300000/100000 us = 3 CPUs)"
+            ) in res.output
+    res = _cli("check", "--json")
+    out = json.loads(res.stdout)
+    assert (out["workers"], out["workers_reason"], out["kinds"]) == (1, "config: workers=1", ["heavy"])
+    assert out["auto_workers"] == {"workers": 3, "source": "cgroup",
+                                   "reason": "cgroup quota: 300000/100000 us = 3 CPUs"}
+
+
 def test_cli_check_warns_loudly_without_namespaces():
     res = _cli("check", "--isolation", "none")
     assert res.exit_code == 0
