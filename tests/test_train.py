@@ -255,6 +255,93 @@ def test_generate_greedy_and_sampled_and_prediction_rows(tmp_path: Path) -> None
     assert len(out["outputs"]) == 2 and out["id"] == ["a", "b"]
 
 
+# ------------------------------------------------------------------ device and dtype
+@pytest.mark.parametrize("inputs, expected", [
+    (dict(cuda_available=False, in_ray_worker=False), "cpu"),
+    (dict(cuda_available=True, in_ray_worker=False), "cuda:0"),
+    # a Ray actor that reserved no GPU stays on the CPU even where CUDA is visible
+    (dict(cuda_available=True, in_ray_worker=True, ray_gpu_ids=[]), "cpu"),
+    (dict(cuda_available=False, in_ray_worker=True, ray_gpu_ids=[]), "cpu"),
+    # Ray sets CUDA_VISIBLE_DEVICES to the assigned ids: torch numbers them from 0
+    (dict(cuda_available=True, in_ray_worker=True, ray_gpu_ids=["3"],
+          cuda_visible_devices="3"), "cuda:0"),
+    (dict(cuda_available=True, in_ray_worker=True, ray_gpu_ids=["2"],
+          cuda_visible_devices="0,1,2,3"), "cuda:2"),
+    (dict(cuda_available=True, in_ray_worker=True, ray_gpu_ids=[1], cuda_visible_devices="3,1"),
+     "cuda:1"),
+    # RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES: the variable is unset, ids are physical
+    (dict(cuda_available=True, in_ray_worker=True, ray_gpu_ids=["2"]), "cuda:2"),
+])
+def test_choose_device(inputs, expected) -> None:
+    from distill.train.devices import choose_device
+
+    assert choose_device(**inputs) == expected
+
+
+def test_choose_device_refuses_a_gpu_torch_cannot_use() -> None:
+    from distill.train.devices import choose_device
+
+    with pytest.raises(RuntimeError, match=r"Ray assigned GPU\(s\) \['0'\].*CPU-only"):
+        choose_device(cuda_available=False, in_ray_worker=True, ray_gpu_ids=["0"],
+                      cuda_visible_devices="0")
+    with pytest.raises(RuntimeError, match="CUDA_VISIBLE_DEVICES is '1'"):
+        choose_device(cuda_available=True, in_ray_worker=True, ray_gpu_ids=["0"],
+                      cuda_visible_devices="1")
+
+
+@pytest.mark.parametrize("setting, device, bf16, expected", [
+    ("auto", "cpu", None, "float32"),
+    ("auto", "cuda:0", True, "bfloat16"),
+    ("auto", "cuda:0", False, "float32"),
+    ("float32", "cuda:0", True, "float32"),
+    ("bfloat16", "cpu", None, "bfloat16"),
+    ("float16", "cuda:1", True, "float16"),
+])
+def test_resolve_dtype(setting, device, bf16, expected) -> None:
+    from distill.train.devices import resolve_dtype
+
+    assert resolve_dtype(setting, device, bf16_supported=bf16) == expected
+
+
+def test_student_predictor_places_the_model_on_its_device_and_dtype(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """The evaluation actor's model is on the device the seam chose, in the configured dtype,
+    and generate() sends its inputs there. On CPU the move shows as a dtype (bfloat16) and,
+    for the device, as the ``meta`` device standing in for a GPU."""
+    import distill.train.infer as infer
+    from distill.train.infer import StudentPredictor
+
+    problems = _problems(4)
+    rows = _sft(problems)
+    where = str(get_student("scratch").prepare(_config().student, _texts(rows), tmp_path / "s"))
+    sources = [p["masked_question"] for p in problems]
+
+    udf = StudentPredictor(where, {"dtype": "bfloat16", "max_new_tokens": 4})
+    model = udf.student[0]
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+    out = udf({"masked_question": sources})["outputs"]
+    assert len(out) == 4 and all(len(o) == 1 and isinstance(o[0], str) for o in out)
+
+    with pytest.raises(ValueError, match="float16 needs a CUDA device; this process decodes on cpu"):
+        StudentPredictor(where, {"dtype": "float16"})
+
+    monkeypatch.setattr(infer, "current_device", lambda: "meta")  # what choose_device said
+    udf = StudentPredictor(where, {"max_new_tokens": 4})
+    model = udf.student[0]
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # auto off CUDA
+    seen = []
+
+    def fake_generate(**kw):  # records where generate() put its inputs
+        seen.append({k: kw[k].device.type for k in ("input_ids", "attention_mask")})
+        return torch.zeros((kw["input_ids"].shape[0], 2), dtype=torch.long)
+
+    monkeypatch.setattr(model, "generate", fake_generate)
+    udf({"masked_question": sources})
+    assert seen and all(s == {"input_ids": "meta", "attention_mask": "meta"} for s in seen)
+
+
 # ------------------------------------------------------------------ driver-side checks
 def test_fit_checks_before_starting_ray(tmp_path: Path) -> None:
     pytest.importorskip("ray")

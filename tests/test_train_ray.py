@@ -110,6 +110,22 @@ def test_deepspeed_zero2_two_workers(ray_local, tmp_path: Path) -> None:
     AutoModelForSeq2SeqLM.from_pretrained(ckpt)
 
 
+def test_device_inputs_in_a_ray_worker_and_on_the_driver(ray_local) -> None:
+    """What the evaluation actors' device choice reads, in a real Ray worker: a worker that
+    reserved no GPU is one (so it stays on the CPU even where CUDA is visible); the driver
+    is not."""
+    from distill.train.devices import current_device, runtime_device_inputs
+
+    @ray_local.remote(num_cpus=0.5, num_gpus=0)
+    def probe():
+        return runtime_device_inputs(), current_device()
+
+    inputs, device = ray_local.get(probe.remote())
+    assert inputs["in_ray_worker"] is True and inputs["ray_gpu_ids"] == []
+    assert device == "cpu"
+    assert runtime_device_inputs()["in_ray_worker"] is False
+
+
 if __name__ == "__main__":  # the driver that test_ddp_..._resumes kills
     import ray
 

@@ -10,6 +10,7 @@ where they are used (DeepSpeed inside the training workers).
 * :mod:`.loop`     -- the per-worker training loop (runs without Ray too)
 * :mod:`.trainer`  -- :func:`fit`: the loop on a Ray Train TorchTrainer, checkpoints, resume
 * :mod:`.infer`    -- generation, equation outputs -> answers, prediction rows
+* :mod:`.devices`  -- which device and dtype a student runs on (one seam, no GPU needed to test)
 """
 
 from distill.train.config import (

@@ -174,6 +174,12 @@ class InferenceConfig(_Model):
     temperature: float = Field(0.7, gt=0, description="Sampling temperature (num_samples > 1).")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling (num_samples > 1).")
     seed: int = Field(0, description="Seed of sampling.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Weights' dtype when decoding: auto (bfloat16 on a CUDA device that "
+        "supports it, else float32), float32, bfloat16, or float16 (CUDA only). The device is "
+        "the one the process holds: the GPU Ray assigned to the actor, else the CPU.",
+    )
 
 
 class SFTConfig(_Model):

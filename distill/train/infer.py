@@ -1,8 +1,12 @@
 """Student inference: batched generation, equation outputs -> answers, prediction rows.
 
-* :func:`generate` -- texts from a student (a folder ``save_pretrained`` wrote, or a loaded
-  model + tokenizer) for a list of sources: greedy (``num_samples=1``) or ``k`` samples each
-  (maj@k). Returns one list of ``num_samples`` texts per source, in input order.
+* :func:`load_for_inference` -- a student folder -> ``(model, tokenizer)`` on the device this
+  process holds (:func:`distill.train.devices.current_device`: the GPU Ray assigned to the
+  actor, else the CPU) in the configured ``dtype``, in eval mode.
+* :func:`generate` -- texts from a student (a folder ``save_pretrained`` wrote, loaded by
+  :func:`load_for_inference`, or a loaded model + tokenizer, used where it is) for a list of
+  sources: greedy (``num_samples=1``) or ``k`` samples each (maj@k). Returns one list of
+  ``num_samples`` texts per source, in input order. Inputs go to the model's device.
 * :func:`generate_kpdd` -- KPDD's two steps with one student: key points (greedy), then the
   solution(s) from question + key points (same source formats as training).
 * :func:`equation_answer` -- an equation-target output (prefix or infix over ``N0``, ``N1``
@@ -38,6 +42,7 @@ from distill.quantities import canonical, parse_number
 from distill.teachers.parsers import parse_cot
 from distill.train.collate import encode_prompts
 from distill.train.config import InferenceConfig
+from distill.train.devices import current_device, resolve_dtype
 from distill.train.sft import keypoints_source, solve_source
 from distill.train.students import load_student
 
@@ -46,6 +51,7 @@ __all__ = [
     "equation_answer",
     "generate",
     "generate_kpdd",
+    "load_for_inference",
     "prediction_rows",
 ]
 
@@ -55,9 +61,25 @@ TARGETS_EVALUATED = ("equation_prefix", "equation_infix", "pot", "cot", "kpdd")
 ERROR_RUNTIME = "runtime"
 
 
-def _as_student(student: Any) -> tuple[Any, Any]:
+def load_for_inference(
+    location: str | os.PathLike,
+    config: InferenceConfig | None = None,
+    device: str | None = None,
+) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` from a student folder (or hub name), on ``device`` (None: the
+    device this process holds, :func:`~distill.train.devices.current_device`) in
+    ``config.dtype`` resolved for that device (float16 off CUDA is a ``ValueError``)."""
+    config = config or InferenceConfig()
+    device = device or current_device()
+    dtype = resolve_dtype(config.dtype, device)
+    model, tokenizer = load_student(location, dtype=dtype, device=device)
+    model.eval()
+    return model, tokenizer
+
+
+def _as_student(student: Any, config: InferenceConfig) -> tuple[Any, Any]:
     if isinstance(student, (str, os.PathLike)):
-        return load_student(student)
+        return load_for_inference(student, config)
     model, tokenizer = student
     return model, tokenizer
 
@@ -72,7 +94,7 @@ def generate(
     import torch
 
     config = config or InferenceConfig()
-    model, tokenizer = _as_student(student)
+    model, tokenizer = _as_student(student, config)
     model.eval()
     device = next(model.parameters()).device
     encoder_decoder = bool(model.config.is_encoder_decoder)
@@ -121,7 +143,7 @@ def generate_kpdd(
     """KPDD inference: (key points, solutions) per question. Key points are greedy; the
     solutions follow ``config`` (k samples for maj@k)."""
     config = config or InferenceConfig()
-    student = _as_student(student)
+    student = _as_student(student, config)
     greedy = config.model_copy(update={"num_samples": 1})
     points = [o[0] for o in generate(student, [keypoints_source(q) for q in questions], greedy)]
     solutions = generate(student, [solve_source(q, kp) for q, kp in zip(questions, points)], config)
@@ -225,14 +247,15 @@ class StudentPredictor:
     """Ray Data UDF: adds ``output_column`` (a list of ``num_samples`` texts per row)
     generated from ``source_column``. The student is loaded once, in ``__init__``. With
     ``kpdd=True`` the source is the question, the two KPDD steps run, and the key points go to
-    ``key_points``."""
+    ``key_points``. The student is placed by :func:`load_for_inference`: on the GPU Ray
+    assigned to the actor (``num_gpus`` of the pool), else on the CPU."""
 
     def __init__(self, student_dir: str, config: InferenceConfig | Mapping[str, Any] | None = None,
                  source_column: str = "masked_question", output_column: str = "outputs",
                  kpdd: bool = False):
         self.config = InferenceConfig.model_validate(config or {}) if not isinstance(
             config, InferenceConfig) else config
-        self.student = load_student(student_dir)
+        self.student = load_for_inference(student_dir, self.config)
         self.source_column = source_column
         self.output_column = output_column
         self.kpdd = kpdd

@@ -194,11 +194,19 @@ def train_tokenizer(
 
 # ------------------------------------------------------------------------------ loading
 def load_student(
-    location: str | os.PathLike, *, trust_remote_code: bool = False
+    location: str | os.PathLike,
+    *,
+    trust_remote_code: bool = False,
+    dtype: Any = None,
+    device: Any = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model and tokenizer from a folder ``save_pretrained`` wrote, or a hub name. The model
     class follows the config (encoder-decoder or decoder-only); a tokenizer without a pad
-    token (GPT-2, Llama) gets its eos token as pad."""
+    token (GPT-2, Llama) gets its eos token as pad.
+
+    ``dtype`` (a ``torch.dtype`` or its name) is the weights' dtype; None keeps the stored
+    one (transformers' ``dtype="auto"``). ``device`` (None: where transformers loads, the
+    CPU) is where the model is moved."""
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
@@ -209,7 +217,14 @@ def load_student(
     location = str(location)
     config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    model = auto.from_pretrained(location, trust_remote_code=trust_remote_code)
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if dtype is not None:
+        import torch
+
+        kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    model = auto.from_pretrained(location, **kwargs)
+    if device is not None:
+        model = model.to(device)
     tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     _ensure_pad(model, tokenizer)
     return model, tokenizer
