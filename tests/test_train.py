@@ -184,6 +184,32 @@ def test_resume_after_kill_continues_exactly(tmp_path: Path, one_thread) -> None
     assert train_loop(cfg, init, rows, LocalContext(tmp_path / "killed")) == {}
 
 
+def _weight_dtypes(checkpoint: Path) -> set[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint / "model.safetensors"), "pt") as f:
+        return {str(f.get_tensor(k).dtype).removeprefix("torch.") for k in f.keys()}
+
+
+def test_training_weights_are_float32_whatever_the_stored_dtype(tmp_path: Path) -> None:
+    """An hf_* student stored in bfloat16 (as many hub checkpoints are) trains with float32
+    weights under precision fp32, not in pure bfloat16 (transformers 5 loads the stored dtype
+    by default)."""
+    from distill.train.students import StudentConfig
+
+    rows = _sft(_problems(8))
+    model, tok = get_student("scratch").build(
+        StudentConfig(kind="scratch", architecture="qwen2", vocab_size=400), _texts(rows))
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "hub")
+    tok.save_pretrained(tmp_path / "hub")
+    assert _weight_dtypes(tmp_path / "hub") == {"bfloat16"}
+    cfg = _config(epochs=1, student={"kind": "hf_causal", "name_or_path": str(tmp_path / "hub")})
+    ctx = LocalContext(tmp_path / "run")
+    train_loop(cfg, str(tmp_path / "hub"), rows, ctx)
+    assert math.isfinite(ctx.reports[-1]["loss"])
+    assert _weight_dtypes(tmp_path / "run" / "epoch_0001") == {"float32"}
+
+
 def test_deepspeed_zero_stages_in_one_process(tmp_path: Path, one_thread) -> None:
     """ZeRO 0 / 2 / 3 in one process (gloo group of one) give DDP-less training's losses."""
     pytest.importorskip("deepspeed")

@@ -280,7 +280,10 @@ def _train_loop(cfg: TrainConfig, init: str, examples: Any, ctx: LoopContext,
     _seed(cfg.seed)
     with ctx.latest_checkpoint() as ckpt:
         state = json.loads((Path(ckpt) / TRAINER_STATE).read_text()) if ckpt else None
-        model, tokenizer = load_student(ckpt or init, trust_remote_code=cfg.student.trust_remote_code)
+        # float32 weights whatever the stored dtype (bf16 hub checkpoints, DeepSpeed bf16
+        # checkpoints): fp32 trains them as such, bf16 autocasts or hands them to DeepSpeed
+        model, tokenizer = load_student(ckpt or init, dtype="float32",
+                                        trust_remote_code=cfg.student.trust_remote_code)
         encoder_decoder = bool(model.config.is_encoder_decoder)
         encoded = encode_examples(tokenizer, sources, targets, encoder_decoder,
                                   cfg.max_source_length, cfg.max_target_length)
