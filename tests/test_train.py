@@ -184,6 +184,40 @@ def test_resume_after_kill_continues_exactly(tmp_path: Path, one_thread) -> None
     assert train_loop(cfg, init, rows, LocalContext(tmp_path / "killed")) == {}
 
 
+class _Float64Context(LocalContext):
+    """A context whose ``wrap_model`` "moves" the model by casting it to float64: on CPU, the
+    stand-in for the move to a GPU (the checkpoint loads as float32 on the CPU, the way it
+    loads on the CPU before going to a GPU)."""
+
+    def wrap_model(self, model):
+        return model.to(torch.float64)
+
+
+class _Float64KilledAfterFirstCheckpoint(_Float64Context, _KilledAfterFirstCheckpoint):
+    pass
+
+
+def test_resume_restores_the_optimizer_on_the_parameters_device(tmp_path: Path, one_thread) -> None:
+    """The optimizer state of a resumed run lives where the moved parameters are (dtype here,
+    device on a GPU), and the resumed run continues as the uninterrupted one."""
+    rows = _sft(_problems(16))
+    cfg = _config(epochs=2)
+    init = get_student("scratch").prepare(cfg.student, _texts(rows), tmp_path / "init")
+    whole = _Float64Context(tmp_path / "whole")
+    final = train_loop(cfg, init, rows, whole)
+    with pytest.raises(_Killed):
+        train_loop(cfg, init, rows, _Float64KilledAfterFirstCheckpoint(tmp_path / "killed"))
+    again = _Float64Context(tmp_path / "killed")
+    resumed = train_loop(cfg, init, rows, again)  # before the fix: AdamW fails, float32 state
+    assert {r["epoch"] for r in again.reports} == {2}
+    assert resumed["step"] == final["step"]
+    # (the weights went through the float32 checkpoint: equal up to float32 rounding)
+    assert math.isclose(resumed["loss"], final["loss"], rel_tol=1e-6)
+    saved = torch.load(tmp_path / "killed" / "epoch_0002" / "training_state.pt", weights_only=True)
+    states = [t for st in saved["optimizer"]["state"].values() for k, t in st.items() if k != "step"]
+    assert states and {t.dtype for t in states} == {torch.float64}
+
+
 def _weight_dtypes(checkpoint: Path) -> set[str]:
     from safetensors import safe_open
 

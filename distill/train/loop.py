@@ -291,6 +291,12 @@ def _train_loop(cfg: TrainConfig, init: str, examples: Any, ctx: LoopContext,
         updates_per_epoch = -(-steps_per_epoch // cfg.gradient_accumulation_steps)
         total_updates = updates_per_epoch * cfg.epochs
         warmup = int(cfg.warmup_ratio * total_updates)
+        if not use_ds:
+            # to the device first: the optimizer state loaded below follows the parameters'
+            # device and dtype at load time (loaded before the move, Adam's state would stay
+            # on the CPU and the first step on a GPU would fail). The move keeps the
+            # Parameter objects, so the optimizer below holds the moved ones.
+            engine = ctx.wrap_model(model)
         optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lr_lambda(cfg.schedule, warmup, total_updates))
@@ -311,7 +317,6 @@ def _train_loop(cfg: TrainConfig, init: str, examples: Any, ctx: LoopContext,
                 optimizer.load_state_dict(saved["optimizer"])
                 scheduler.load_state_dict(saved["scheduler"])
             base = model
-            engine = ctx.wrap_model(model)
             device = ctx.device
     start_epoch = state["epoch"] if state else 0
     global_step = state["global_step"] if state else 0
