@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -55,8 +56,16 @@ def ray_head():
         pytest.skip("the ray command is not installed beside this Python")
     tmp = tempfile.mkdtemp(prefix="rjob", dir="/tmp")  # short: Ray's socket paths live here
     dash = _free_port()
-    env = dict(os.environ, RAY_AUTH_MODE="token")
-    env.pop("RAY_ADDRESS", None)
+    # Token authentication as a user sets it up for a cluster (README, "Running on a cluster"):
+    # the head and every client read the same token, here from a file of this test's own, so
+    # neither a fresh machine (no ~/.ray/auth_token) nor a used one (someone else's token)
+    # changes the outcome.
+    token_file = Path(tmp) / "auth_token"
+    token_file.write_text(secrets.token_hex(32))
+    token_file.chmod(0o600)
+    env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file))
+    for inherited in ("RAY_ADDRESS", "RAY_AUTH_TOKEN"):
+        env.pop(inherited, None)
     # Every fixed port on its own free one: another Ray on this machine (the tests' own local
     # cluster) holds the defaults, and a head whose job agent cannot bind refuses every job.
     ports = [f"--{name}={_free_port()}" for name in (
@@ -99,7 +108,8 @@ def test_quickstart_runs_as_a_ray_job(ray_head) -> None:
     deadline = time.monotonic() + 300
     while True:  # the head's dashboard and job agent take a while to come up
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        if done.returncode == 0 or time.monotonic() > deadline or run_dir.exists():
+        if (done.returncode == 0 or time.monotonic() > deadline or run_dir.exists()
+                or "AuthenticationError" in done.stderr):  # waiting does not fix a refused token
             break
         time.sleep(2.0)
     out = done.stdout + done.stderr
@@ -109,3 +119,39 @@ def test_quickstart_runs_as_a_ray_job(ray_head) -> None:
     assert [s["status"] for s in manifest["stages"].values()] == ["complete"] * 5
     assert json.loads((run_dir / "evaluate" / "report.json").read_text())["n"] == 30
     assert '"evaluate": "complete"' in out  # jobs/pipeline.py's last line, from the job's logs
+
+
+def _tracked_files() -> list[str]:
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: no list of tracked files to compare with")
+    return [line for line in listed.stdout.splitlines() if (REPO / line).is_file()]
+
+
+def test_submitted_working_dir_carries_every_file_the_job_needs(tmp_path: Path) -> None:
+    """`ray job submit --working-dir REPO --runtime-env-json <ray_config.yaml's runtime_env>`
+    packs the directory with Ray's own functions: the shipped excludes, Ray's default ones and
+    .gitignore. Every tracked file of the packages, the configs and the project files must be in
+    that package, or a job on a real cluster (no editable install) cannot import them."""
+    from zipfile import ZipFile
+
+    from ray._private.runtime_env.packaging import create_package
+    from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
+
+    shipped = RayConfig.model_validate(yaml.safe_load((REPO / "ray_config.yaml").read_text()))
+    packed: list[str] = []
+
+    def pack(working_dir: str, excludes: list[str] | None, is_file: bool = False) -> None:
+        target = tmp_path / "working_dir.zip"
+        create_package(working_dir, target, include_gitignore=True, excludes=excludes)
+        packed.extend(ZipFile(target).namelist())
+
+    upload_working_dir_if_needed({**shipped.runtime_env, "working_dir": str(REPO)},
+                                 include_gitignore=True, upload_fn=pack)
+    needed = [f for f in _tracked_files()
+              if f.split("/")[0] in ("distill", "serve", "jobs", "configs")
+              or f in ("pyproject.toml", "ray_config.yaml")]
+    assert any(f.startswith("distill/data/") for f in needed)
+    missing = sorted(set(needed) - set(packed))
+    assert not missing, f"left out of the job's working dir: {missing}"
+    assert not any(name.startswith((".venv/", ".git/", "runs/")) for name in packed)
