@@ -33,8 +33,8 @@ EXPECTED = {
     "mawps": {"all": (5, 5), "train": (2, 0), "valid": (1, 0), "test": (1, 0)},
     "math23k": {"all": (6, 3), "train": (3, 2), "valid": (1, 2), "test": (2, 2)},
     "svamp": {"all": (3, 3)},
-    "asdiv": {"all": (6, 4)},
-    "asdiv-a": {"all": (4, 4), "fold0": (2, 0), "fold1": (0, 1), "fold2": (1, 1),
+    "asdiv": {"all": (11, 4)},
+    "asdiv-a": {"all": (8, 4), "fold0": (2, 0), "fold1": (4, 1), "fold2": (1, 1),
                 "fold3": (1, 1), "fold4": (1, 0)},
     "multiarith": {"all": (2, 2)},
     "addsub": {"all": (2, 1)},
@@ -303,19 +303,75 @@ def test_asdiv_rows_units_and_non_numeric_answers():
     result = load("asdiv", "all")
     rows = by_id(result)
     assert list(rows) == ["asdiv/nluds-0001", "asdiv/nluds-0002", "asdiv/nluds-0003",
-                          "asdiv/nluds-0004", "asdiv/nluds-0008", "asdiv/nluds-0010"]
+                          "asdiv/nluds-0004", "asdiv/nluds-0008", "asdiv/nluds-0010",
+                          "asdiv/nluds-0011", "asdiv/nluds-0012", "asdiv/nluds-0013",
+                          "asdiv/nluds-0014", "asdiv/nluds-0015"]
     one = rows["asdiv/nluds-0001"]
     assert one["question"] == ("Three red balls and four blue balls are in a bag. "
                                "How many balls are in the bag?")
-    assert (one["answer"], one["answer_raw"], one["equation"]) == ("7", "7 (balls)", "3+4=7")
+    # published `7+2=9` form: the expression is the equation, the result is checked
+    assert (one["answer"], one["answer_raw"], one["equation"]) == ("7", "7 (balls)", "3+4")
     m = meta(one)
-    assert (m["unit"], m["Solution-Type"], m["Grade"], m["Source"]) == \
-        ("balls", "Addition", "1", "made-up")
-    assert (rows["asdiv/nluds-0003"]["answer"], rows["asdiv/nluds-0003"]["answer_raw"]) == \
-        (None, "Emma")
-    assert rows["asdiv/nluds-0003"]["equation"] == "9>6"  # entity unescaped
+    assert (m["unit"], m["Solution-Type"], m["Grade"], m["Source"], m["Formula"]) == \
+        ("balls", "Addition", "1", "made-up", "3+4=7")
+    assert "formula_check" not in m
+    three = rows["asdiv/nluds-0003"]
+    assert (three["answer"], three["answer_raw"], three["equation"]) == (None, "Emma", None)
+    assert meta(three)["Formula"] == "9>6"  # entity unescaped
+    assert meta(three)["formula_check"] == "unparsable"
     assert (rows["asdiv/nluds-0004"]["answer"], rows["asdiv/nluds-0004"]["answer_raw"]) == \
         (None, "3:30 p.m.")
+
+
+def test_asdiv_formulas_as_published():
+    """ASDiv writes ``expression=result``; remainders, several formulas, label noise."""
+    rows = by_id(load("asdiv", "all"))
+
+    def got(pid: str) -> tuple:
+        row = rows[f"asdiv/{pid}"]
+        m = meta(row)
+        return row["equation"], m.get("formula_check"), m["Formula"]
+
+    assert got("nluds-0002") == ("4*3", None, "4*3=12")
+    assert got("nluds-0008") == ("5", None, "5=5")
+    assert got("nluds-0012") == ("4.80/4", None, "4.80/4=1.20")  # 1.20 is the answer 1.2
+    assert got("nluds-0013") == ("(9-6)*2", None, "(9-6)*2=6")
+    assert meta(rows["asdiv/nluds-0013"])["Solution-Type/Subgoal-1"] == "Subtraction"
+    # Ceil-Division: 248/16 = 15 r8, answer 16 -- no floor/ceiling in the equation grammar
+    assert got("nluds-0011") == (None, "remainder", "248/16=15 r8")
+    assert rows["asdiv/nluds-0011"]["answer"] == "16"
+    # label noise loads as published (data stats counts it) and says why
+    assert got("nluds-0014") == ("15+4", "disagrees", "15+4=19")
+    assert meta(rows["asdiv/nluds-0014"])["formula_note"] == \
+        "the formula gives 19, the answer is '18 (marbles)'"
+    assert got("nluds-0015") == (None, "several", "8-3=5;5-2=3")
+    assert got("nluds-0004") == (None, "unparsable", "2:00+1:30=3:30")
+
+
+@pytest.mark.parametrize("formula, answer, equation, check", [
+    ("7+2=9", "9 (apples)", "7+2", "agrees"),
+    ("(12.46/2)*6=37.38", "37.38 (dollars)", "(12.46/2)*6", "agrees"),
+    ("20-8-3=9", "9 (dollars)", "20-8-3", "agrees"),
+    ("1050/65=16 r10", "16 (cups)", None, "remainder"),
+    ("39/7=5 r4", "5 (balloons)", None, "remainder"),
+    ("25%*40=10", "10", "25%*40", "agrees"),
+    ("12*8=96 square feet", "96 (square feet)", "12*8", "agrees"),
+    ("x+5=12", "7", "x+5=12", "agrees"),          # a formula with a variable is kept whole
+    ("x+5=12", "8", None, "disagrees"),           # ... only when it gives the answer
+    ("6+2=9", "9", "6+2", "inconsistent"),        # the expression does not give its result
+    ("6+2=8", "9 (birds)", "6+2", "disagrees"),
+    ("9-6=3", "Emma", None, "non_numeric_answer"),
+    ("9>6", "Emma", None, "unparsable"),
+    ("1/0=1", "1", None, "unparsable"),
+    ("8-3=5;5-2=3", "5; 3", None, "several"),
+    ("  ", "3", None, "unparsable"),
+])
+def test_asdiv_read_formula(formula: str, answer: str, equation, check: str):
+    from distill.data.loaders.asdiv import read_formula
+
+    reading = read_formula(formula, answer)
+    assert (reading.equation, reading.check) == (equation, check)
+    assert (reading.note is None) == (check == "agrees")
 
 
 def test_asdiv_rejects():
@@ -336,7 +392,8 @@ def test_asdiv_a_folds():
     result = load("asdiv-a", "all")
     rows = by_id(result)
     assert list(rows) == ["asdiv-a/nluds-0001", "asdiv-a/nluds-0002", "asdiv-a/nluds-0008",
-                          "asdiv-a/nluds-0010"]
+                          "asdiv-a/nluds-0010", "asdiv-a/nluds-0011", "asdiv-a/nluds-0012",
+                          "asdiv-a/nluds-0013", "asdiv-a/nluds-0014"]
     assert meta(rows["asdiv-a/nluds-0008"])["fold"] == "fold2"
     assert rows["asdiv-a/nluds-0001"]["answer"] == "7"
     assert sorted(rejects(result)) == [

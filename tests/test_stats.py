@@ -127,6 +127,20 @@ def test_extraction_adds_few_quantities_over_a_digit_regex(
     assert extracted <= digits * limit, (extracted, digits)
 
 
+@pytest.mark.parametrize("name", ["asdiv", "asdiv-a"])
+def test_asdiv_formulas_are_checked_not_unparsable(fixtures_dir: Path, name: str) -> None:
+    """ASDiv's ``Formula`` is ``expression=result``: the expression is the gold equation (before,
+    ``3+4=7`` was kept whole and every one was "equation unparsable": agreement 0.0). On the
+    fixture only the deliberate label noise (15+4 for 18) disagrees; remainders (``15 r8``),
+    several formulas and unreadable ones carry no equation."""
+    s = dataset_stats(name, fixtures_dir, ["1", "2", "3.14", "100"])
+    assert s["problems_with_equation"] == 7
+    assert s["gold_equation_agreement"] == round(6 / 7, 6)
+    assert s["quantity_coverage"] == 1.0
+    assert s["disagreements"] == [{"id": f"{name}/nluds-0014", "equation": "15+4",
+                                   "answer": "18 (marbles)", "why": "disagrees"}]
+
+
 @pytest.mark.shared_data
 def test_gsm8k_counts(shared_data_dir: Path) -> None:
     s = dataset_stats("gsm8k", shared_data_dir, ["1", "2"])

@@ -5,12 +5,32 @@ with ``Body``, ``Question``, ``Solution-Type``, ``Answer`` (``9 (apples)``) and 
 (``7+2=9``) children. Each ``<Problem>`` is parsed on its own, so one malformed problem is a
 reject and the rest load.
 
-Rows: id ``asdiv/<ID>``; question ``Body + " " + Question``; equation from ``Formula``. The unit
-in parentheses at the end of ``Answer`` (this format's convention) is read by
+Rows: id ``asdiv/<ID>``; question ``Body + " " + Question``; equation from ``Formula`` (below).
+The unit in parentheses at the end of ``Answer`` (this format's convention) is read by
 :func:`distill.quantities.parse_answer` and kept in ``meta["unit"]``; ``answer_raw`` is the
 whole text. About 10% of answers are not numbers (names, yes/no, ``3:30 p.m.``, ``15 r8``,
 several values): those rows load with ``answer=None``. ``Solution-Type``, ``Grade``, ``Source``,
-``Body`` and ``Question`` go to meta.
+``Body``, ``Question`` and the published ``Formula`` go to meta (a child's attributes as
+``<tag>/<attribute>``: ``Solution-Type/Subgoal-1``).
+
+``Formula`` is written *expression = result* (``7+2=9``, ``(9-6)*2=6``, ``4.80/4=1.20``); the
+expression is the row's ``equation`` (read as ``x = expression``, as SVAMP's are), the result
+is checked against it and against ``Answer`` with :mod:`distill.equations` and
+:func:`distill.grading.grade` (:func:`read_formula`). A formula that fails a check still loads
+-- as Math23K's label noise does, so ``data stats`` counts it -- and says why in
+``meta["formula_check"]`` / ``meta["formula_note"]``:
+
+* ``disagrees``: the result is not the answer; ``inconsistent``: the expression does not give
+  its own result (an expression keeps its equation in both cases; a formula with a variable,
+  ``x+5=12``, is the equation only when it gives the answer);
+* ``remainder``: a division written with its remainder (``248/16=15 r8``; Floor- and
+  Ceil-Division problems, whose answer is 15 or 16): no equation, the grammar has no floor or
+  ceiling;
+* ``several``: several formulas separated by ``;`` (no equation);
+* ``non_numeric_answer``: the answer is not a number (``Emma``), so the formula is not an
+  equation for it (no equation);
+* ``unparsable``: the equation grammar cannot read it (``9>6``, ``2:00+1:30=3:30``; no
+  equation).
 
 ``asdiv-a`` (registered separately): the problems whose IDs ``asdiv/nfolds/asdiv-a/fold0..4.txt``
 list (one ID a line; 1218 in all). Splits ``fold0`` .. ``fold4`` and ``all`` (their union), in
@@ -25,9 +45,14 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from dataclasses import dataclass
+from fractions import Fraction
+
 from distill.data.base import LoadResult, register_dataset
 from distill.data.loaders._common import Entry, SplitFilesLoader, read_id, read_text
-from distill.quantities import parse_answer
+from distill.equations import BinOp, EquationError, evaluate, parse_expression, variables
+from distill.grading import grade, grade_equation
+from distill.quantities import ParsedAnswer, canonical, parse_answer
 from distill.records import RecordError
 
 XML = "asdiv/ASDiv.xml"
@@ -38,6 +63,86 @@ _START = re.compile(r"<Problem[\s>/]")
 _SET_END = re.compile(r"</ProblemSet\s*>")
 _CLOSE = "</Problem>"
 _ID_ATTR = re.compile(r'\bID\s*=\s*"([^"]*)"')
+_REMAINDER = re.compile(r"^\s*(\d+)\s*[rR]\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class FormulaReading:
+    """What an ASDiv ``Formula`` gives a row: the gold ``equation`` (None when it gives none),
+    ``check`` (``agrees`` or the reason it was flagged, see the module docstring) and a
+    ``note`` saying what was found."""
+
+    equation: str | None
+    check: str
+    note: str | None = None
+
+
+def read_formula(formula: str, answer: ParsedAnswer | str) -> FormulaReading:
+    """Read a published ``Formula`` (``expression=result``) against the problem's ``Answer``.
+
+    The expression is parsed and evaluated by :mod:`distill.equations`; the result is read
+    by :func:`distill.quantities.parse_answer` (``1.20``, ``3/8``, ``$12``) or as a remainder
+    (``15 r8``); values are compared by :func:`distill.grading.grade`. A formula with a
+    variable (``x+5=12``) is kept whole when, solved, it gives the answer. Never raises.
+    """
+    gold = answer if isinstance(answer, ParsedAnswer) else parse_answer(answer)
+    text = " ".join(formula.split())
+    parts = [p.strip() for p in text.split(";") if p.strip()]
+    if not parts:
+        return FormulaReading(None, "unparsable", "empty formula")
+    if len(parts) > 1:
+        return FormulaReading(None, "several", f"{len(parts)} formulas separated by ';'")
+    sides = [p.strip() for p in parts[0].split("=")]
+    try:
+        expr = parse_expression(sides[0])
+    except EquationError as e:
+        return FormulaReading(None, "unparsable", str(e))
+    if variables(expr):
+        if len(sides) != 2:
+            return FormulaReading(None, "unparsable", "a formula with a variable and no single '='")
+        if gold.value is None:
+            return FormulaReading(None, "non_numeric_answer", f"answer {gold.original!r}")
+        g = grade_equation(parts[0], gold)
+        if g.equal:
+            return FormulaReading(parts[0], "agrees")
+        why = "cannot be solved" if g.method == "unparsable" else "does not give the answer"
+        return FormulaReading(None, "unparsable" if g.method == "unparsable" else "disagrees",
+                              f"the equation {why} ({gold.original!r})")
+    try:
+        values = [evaluate(expr)] + [evaluate(parse_expression(m)) for m in sides[1:-1]]
+    except EquationError as e:
+        return FormulaReading(None, "unparsable", str(e))
+    if any(not grade(v, values[0]).equal for v in values[1:]):
+        return FormulaReading(None, "inconsistent", "the sides of the formula differ")
+    value, equation = values[0], sides[0]
+    if len(sides) == 1:
+        result = None
+    else:
+        rem = _REMAINDER.match(sides[-1])
+        if rem is not None:
+            q, r = int(rem.group(1)), int(rem.group(2))
+            try:
+                divisor = evaluate(expr.right) if isinstance(expr, BinOp) and expr.op == "/" else None
+            except EquationError:
+                divisor = None
+            held = divisor is not None and divisor > 0 and value == q + Fraction(r, 1) / divisor
+            return FormulaReading(None, "remainder", (
+                f"{sides[0]} is {q} remainder {r}" + ("" if held else " -- which it is not")
+                + f"; the answer is {gold.original!r} and the equation grammar has no "
+                "floor or ceiling"))
+        result = parse_answer(sides[-1])
+        if result.value is None:
+            return FormulaReading(None, "unparsable", f"result {sides[-1]!r} is not a number")
+    if gold.value is None:
+        return FormulaReading(None, "non_numeric_answer", f"answer {gold.original!r}")
+    if result is not None and not grade(value, result).equal:
+        return FormulaReading(equation, "inconsistent",
+                              f"{sides[0]} is {canonical(value)}, the formula says {sides[-1]}")
+    if not grade(value, gold).equal:
+        said = sides[-1] if result is not None else canonical(value)
+        return FormulaReading(equation, "disagrees",
+                              f"the formula gives {said}, the answer is {gold.original!r}")
+    return FormulaReading(equation, "agrees")
 
 
 def read_problems(path: Path) -> list[Entry]:
@@ -93,14 +198,26 @@ def _fields(elem: ET.Element, **extra_meta: Any) -> dict[str, Any]:
     for node in elem:
         if node.tag not in ("Answer", "Formula"):
             meta[node.tag] = "".join(node.itertext()).strip()
-    unit = parse_answer(answer_text).unit
-    if unit:
-        meta["unit"] = unit
-    formula = elem.find("Formula")
+            for key, value in node.attrib.items():  # <Solution-Type Subgoal-1="Addition">
+                meta[f"{node.tag}/{key}"] = value
+    parsed = parse_answer(answer_text)
+    if parsed.unit:
+        meta["unit"] = parsed.unit
+    node = elem.find("Formula")
+    equation = None
+    if node is not None:
+        published = "".join(node.itertext()).strip()
+        meta["Formula"] = published
+        if published:
+            reading = read_formula(published, parsed)
+            equation = reading.equation
+            if reading.check != "agrees":
+                meta["formula_check"] = reading.check
+                meta["formula_note"] = reading.note
     return {
         "question": f"{body} {question}".strip(),
         "answer": answer_text,
-        "equation": None if formula is None else "".join(formula.itertext()),
+        "equation": equation,
         "require_numeric_answer": False,
         "meta": {**meta, **extra_meta},
     }
