@@ -147,7 +147,8 @@ class TrainConfig(_Model):
     num_workers: int = Field(1, ge=1, description="Ray Train workers (processes).")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32",
-        description="fp32, or bf16 (DeepSpeed's bf16 mode, else torch autocast). fp16 is not "
+        description="fp32, or bf16 (DeepSpeed's bf16 mode, else torch autocast over float32 "
+        "weights). Checkpoint weights are float32, bfloat16 under DeepSpeed bf16. fp16 is not "
         "offered: it does not run on CPU.",
     )
     deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig, description="ZeRO.")

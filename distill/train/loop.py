@@ -17,8 +17,13 @@ at the end of the epoch, to the context and to TensorBoard (rank 0); then one ch
     training_state.pt                                 (DDP: optimizer + scheduler, rank 0)
     deepspeed/                                        (DeepSpeed: engine checkpoint, every rank)
 
-Resuming (the context has a checkpoint) loads the model from it, restores the optimizer and
-scheduler and continues with the next epoch. Dropout and data order are seeded per (epoch, rank),
+The weights in ``model.safetensors`` are float32, except under DeepSpeed bf16 (bfloat16: the
+engine's module; DeepSpeed keeps the float32 master copy in ``deepspeed/``). Training always
+starts from float32 weights, whatever dtype the initial student or checkpoint is stored in.
+
+Resuming (the context has a checkpoint) loads the model from it, moves it to the device,
+restores the optimizer and scheduler there (DeepSpeed: ``engine.load_checkpoint``) and
+continues with the next epoch. Dropout and data order are seeded per (epoch, rank),
 so a resumed run repeats exactly what the uninterrupted run would have done.
 """
 
