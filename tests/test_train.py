@@ -237,6 +237,39 @@ def test_resume_restores_the_optimizer_on_the_parameters_device(tmp_path: Path, 
     assert states and {t.dtype for t in states} == {torch.float64}
 
 
+class _CudaContext(LocalContext):
+    @property
+    def device(self):
+        return torch.device("cuda:0")
+
+    def wrap_model(self, model):
+        return model.to(self.device)
+
+
+class _CudaKilledAfterFirstCheckpoint(_CudaContext, _KilledAfterFirstCheckpoint):
+    pass
+
+
+@pytest.mark.gpu
+def test_resume_on_gpu(tmp_path: Path) -> None:
+    """The GPU case the float64 test stands in for: the run resumed on a GPU steps, with its
+    Adam state on the GPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    rows = _sft(_problems(16))
+    cfg = _config(epochs=2)
+    init = get_student("scratch").prepare(cfg.student, _texts(rows), tmp_path / "init")
+    final = train_loop(cfg, init, rows, _CudaContext(tmp_path / "whole"))
+    with pytest.raises(_Killed):
+        train_loop(cfg, init, rows, _CudaKilledAfterFirstCheckpoint(tmp_path / "killed"))
+    resumed = train_loop(cfg, init, rows, _CudaContext(tmp_path / "killed"))
+    assert resumed["step"] == final["step"]
+    assert math.isclose(resumed["loss"], final["loss"], rel_tol=1e-4)
+    saved = torch.load(tmp_path / "killed" / "epoch_0002" / "training_state.pt", weights_only=True)
+    assert {t.device.type for st in saved["optimizer"]["state"].values()
+            for k, t in st.items() if k != "step"} == {"cuda"}
+
+
 def _weight_dtypes(checkpoint: Path) -> set[str]:
     from safetensors import safe_open
 
@@ -468,6 +501,26 @@ def test_student_predictor_places_the_model_on_its_device_and_dtype(tmp_path: Pa
     monkeypatch.setattr(model, "generate", fake_generate)
     udf({"masked_question": sources})
     assert seen and all(s == {"input_ids": "meta", "attention_mask": "meta"} for s in seen)
+
+
+@pytest.mark.gpu
+def test_student_predictor_on_gpu(tmp_path: Path) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from distill.train.infer import StudentPredictor
+
+    problems = _problems(4)
+    where = str(get_student("scratch").prepare(_config().student, _texts(_sft(problems)),
+                                               tmp_path / "s"))
+    udf = StudentPredictor(where, {"max_new_tokens": 4})
+    params = list(udf.student[0].parameters())
+    assert {p.device.type for p in params} == {"cuda"}
+    want = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    assert {p.dtype for p in params} == {want}
+    out = udf({"masked_question": [p["masked_question"] for p in problems]})["outputs"]
+    assert len(out) == 4 and all(len(o) == 1 for o in out)
+    udf = StudentPredictor(where, {"max_new_tokens": 4, "dtype": "float16"})
+    assert {p.dtype for p in udf.student[0].parameters()} == {torch.float16}
 
 
 # ------------------------------------------------------------------ driver-side checks
