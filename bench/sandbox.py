@@ -200,7 +200,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--baseline-sample", type=int, default=None,
                     help="run the baseline on K random programs only (default: all)")
-    ap.add_argument("--workers", type=int, default=None, help="workers of each kind (default: CPUs)")
+    ap.add_argument("--workers", type=int, default=None, help="workers of each kind (default: auto, the CPUs this process may use)")
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -238,7 +238,7 @@ def main() -> None:
         single_lat.append(time.perf_counter() - t1)
     pool.close()
 
-    base_s, base_lat, base_timeouts = run_baseline([codes[i] for i in sample_idx], args.timeout, cfg.workers)
+    base_s, base_lat, base_timeouts = run_baseline([codes[i] for i in sample_idx], args.timeout, report.workers)
     load_after = os.getloadavg()
 
     sandbox_rate = args.n / sandbox_s
@@ -248,7 +248,7 @@ def main() -> None:
         "sympy_programs": sum("sympy" in c for c in codes),
         "isolation": report.mode,
         "layers": report.layers,
-        "workers_per_kind": cfg.workers,
+        "workers_per_kind": report.workers,
         "pool_startup_s": round(startup_s, 2),
         "sandbox_programs_per_s": round(sandbox_rate, 1),
         "sandbox_cpu_ms_per_program": round(cpu_per_program * 1000, 2),
@@ -259,7 +259,7 @@ def main() -> None:
         "sandbox_single_call_p50_ms": round(percentile(single_lat, 50) * 1000, 2),
         "sandbox_single_call_p99_ms": round(percentile(single_lat, 99) * 1000, 2),
         "baseline_sample": len(sample_idx),
-        "baseline_parallel": cfg.workers,
+        "baseline_parallel": report.workers,
         "baseline_programs_per_s": round(base_rate, 1),
         "baseline_p50_ms": round(percentile(base_lat, 50) * 1000, 2),
         "baseline_p99_ms": round(percentile(base_lat, 99) * 1000, 2),
@@ -275,8 +275,8 @@ def main() -> None:
         print(f"  - {layer}")
     for w in report.warnings:
         print(f"  WARNING: {w}")
-    print(f"pool start-up: {startup_s:.2f} s ({cfg.workers} heavy + "
-          f"{cfg.workers if cfg.light_workers else 0} light workers)")
+    print(f"pool start-up: {startup_s:.2f} s ({report.workers} heavy + "
+          f"{report.workers if cfg.light_workers else 0} light workers)")
     print(f"sandbox run_programs: {args.n} programs ({out['sympy_programs']} with sympy) in "
           f"{sandbox_s:.2f} s = {sandbox_rate:.1f} programs/s; in-sandbox time p50 "
           f"{out['sandbox_exec_p50_ms']} ms, p99 {out['sandbox_exec_p99_ms']} ms; CPU "
@@ -287,7 +287,7 @@ def main() -> None:
           f"{out['sandbox_single_call_p50_ms']} ms, p99 {out['sandbox_single_call_p99_ms']} ms")
     scope = (f"all {args.n} programs" if len(sample_idx) == args.n else
              f"{len(sample_idx)}-program random sample, rate extrapolated to all {args.n}")
-    print(f"baseline subprocess.run per program ({scope}, {cfg.workers} at a time): "
+    print(f"baseline subprocess.run per program ({scope}, {report.workers} at a time): "
           f"{base_rate:.1f} "
           f"programs/s; p50 {out['baseline_p50_ms']} ms, p99 {out['baseline_p99_ms']} ms; "
           f"{base_timeouts} hit the {args.timeout:g} s timeout")
