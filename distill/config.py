@@ -16,6 +16,8 @@ loaded (see :func:`distill.data.resolve_data_dir`).
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -159,9 +161,13 @@ class PipelineConfig(_Model):
     """A whole run: data -> teacher -> SFT examples -> train -> evaluate. Unknown keys are
     errors."""
 
-    name: str = Field(..., description="Run name; the run directory is runs/<name> by default.")
+    name: str = Field(..., description="Run name; the run directory is runs/<name> by default. "
+                      "Letters, digits, '.', '_' and '-' only (no path separators, not '.' "
+                      "or '..').")
     run_dir: str | None = Field(None, description="Where the run writes; default runs/<name>.")
-    seed: int = Field(0, description="Seed for everything random in the run.")
+    seed: int = Field(0, description="Seed of the run: every stage's seed that the config does "
+                      "not set itself (data.synthetic.seed, generate.sampling.seed, train.seed, "
+                      "evaluate.inference.seed) takes this value.")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray side, or a path to it.")
     data: DataConfig = Field(default_factory=DataConfig, description="The data stage.")
     teacher: Literal["search", "gold", "generate"] = Field(
@@ -188,6 +194,25 @@ class PipelineConfig(_Model):
             values = dict(values)
             values["ray"] = _read_yaml(Path(values["ray"]))
         return values
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_one_folder(cls, v: str) -> str:
+        # the name becomes runs/<name>: a separator or '..' would put the run (and what it
+        # deletes when it starts a stage over) outside runs/
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", v) or v in (".", ".."):
+            raise ValueError(f"run name {v!r} must be one folder name: letters, digits, '.', "
+                             "'_' and '-' only, not '.' or '..'")
+        return v
+
+    @model_validator(mode="after")
+    def _seed_the_stages(self) -> PipelineConfig:
+        # `seed` seeds the whole run: each stage seed left unset takes it
+        generate = self.generate.sampling if self.generate is not None else None
+        for holder in (self.data.synthetic, self.train, self.evaluate.inference, generate):
+            if holder is not None and "seed" not in holder.model_fields_set:
+                holder.seed = self.seed
+        return self
 
     @model_validator(mode="after")
     def _teacher_fits_target(self) -> PipelineConfig:

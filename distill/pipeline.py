@@ -17,12 +17,19 @@ Stages (each writes under ``<run_dir>/<stage>/``):
 * ``evaluate`` -- the student on every evaluation set: ``report.json``, ``report.md``,
   ``plots/``, ``predictions.jsonl`` (:mod:`distill.evaluate_stage`).
 
-Each stage's entry in the manifest holds its status, a hash of its config section chained with
-the hashes of the stages before it, its counts and its timing. A stage whose output is complete
-for the same hash is skipped on a re-run; a stage found unfinished (the run was killed) starts
-over from an empty folder, except ``train``, which resumes from its checkpoints, and
-``generate``, which keeps the rows it committed. So a run killed
-at any moment and started again ends with the same rows as an uninterrupted one.
+Each stage's entry in the manifest holds its status, its key, the version of its code, its
+counts and its timing. The key hashes everything that changes the stage's rows: its config
+sections, the keys of the stages before it, the content of the files it reads (the data stage:
+the dataset files, wherever ``MATHDISTILL_DATA_DIR`` points) and the version of the code that
+computes it (:mod:`distill.provenance`: a hash of the source of the stage's modules and all they
+import). A stage whose output is complete for the same key is skipped on a re-run; a stage found
+unfinished (the run was killed) starts over from an empty folder, except ``train``, which resumes
+from its checkpoints, and ``generate``, which keeps the rows it committed. So a run killed at
+any moment and started again ends with the same rows as an uninterrupted one.
+
+A run only ever deletes what it created: the run directory must be new, empty, or an earlier
+run's (it holds this run's ``manifest.json``), and the only folders removed are stage folders
+that the manifest records this run as having started.
 """
 
 from __future__ import annotations
@@ -30,47 +37,56 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from distill.config import ConfigError, PipelineConfig, dump_config
+from distill.provenance import code_version, files_fingerprint, git_version
 
 MANIFEST = "manifest.json"
+RUN_FORMAT = "mathdistill-run/1"
 
 
-def code_version() -> str:
-    """The git commit of the code (with '+dirty' for local changes), else the package version."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
-        )
-        if commit.returncode == 0:
-            dirty = subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=here, capture_output=True, text=True, timeout=5,
-            )
-            return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("mathdistill")
-    except PackageNotFoundError:
-        return "unknown"
+class RunDirError(ConfigError):
+    """The run directory cannot be used without risking what is in it."""
 
 
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _read_manifest(run_dir: Path) -> dict[str, Any]:
+def _is_run_manifest(manifest: Any) -> bool:
+    # runs written before RUN_FORMAT existed have "config" and "stages" and no "format"
+    return isinstance(manifest, dict) and (
+        manifest.get("format") == RUN_FORMAT
+        or ("format" not in manifest and {"config", "stages"} <= manifest.keys()))
+
+
+def open_run_dir(run_dir: Path) -> dict[str, Any]:
+    """The manifest of the run in ``run_dir`` ({} for a new run), after checking that the run
+    may write there: the folder is missing, empty, or holds a mathdistill run's manifest.
+    Anything else (a repository, a home folder, a dataset folder) raises RunDirError and is
+    left exactly as it was."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} is a file, not a folder")
     path = run_dir / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else {}
+    if path.is_file():
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise RunDirError(f"{path}: not a readable run manifest ({e}); move it away or "
+                              "choose another --run-dir") from None
+        if _is_run_manifest(manifest):
+            return manifest
+        raise RunDirError(f"{path} is not a mathdistill run manifest; choose another --run-dir")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise RunDirError(
+            f"run directory {run_dir} is not empty and holds no {MANIFEST}: a run writes (and "
+            "starts stages over by deleting their folders) only in a new or empty folder or in "
+            "an earlier run's; choose another --run-dir")
+    return {}
 
 
 def _write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
@@ -80,6 +96,12 @@ def _write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
 
 
 Log = Callable[[str], None]
+
+
+def _data_inputs(config: PipelineConfig) -> str:
+    from distill.data.stage import input_files
+
+    return files_fingerprint(input_files(config.data))
 
 
 def _data_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
@@ -210,7 +232,16 @@ class Stage:
     name: str
     section: Callable[[PipelineConfig], Any]  # the config this stage's output depends on
     run: Callable[[PipelineConfig, Path, Path, Log], dict[str, Any]]
+    code: tuple[str, ...]  # the modules that compute its rows (with all they import)
     resumable: bool = False  # an unfinished output is continued, not started over
+    inputs: Callable[[PipelineConfig], str] | None = None  # fingerprint of files it reads
+
+    def key(self, config: PipelineConfig, upstream: str) -> tuple[str, str]:
+        """(key, code version): the key changes whenever the stage's rows could."""
+        version = code_version(self.code)
+        inputs = self.inputs(config) if self.inputs is not None else None
+        return _hash({"section": self.section(config), "upstream": upstream, "code": version,
+                      "inputs": inputs}), version
 
 
 def stages_for(config: PipelineConfig) -> list[Stage]:
@@ -218,19 +249,28 @@ def stages_for(config: PipelineConfig) -> list[Stage]:
     def dump(model: Any) -> Any:
         return model.model_dump(mode="json")
 
-    stages = [Stage("data", lambda c: dump(c.data), _data_stage)]
+    # the data folder's place is not part of the key, the files' content is (inputs)
+    stages = [Stage("data", lambda c: {k: v for k, v in dump(c.data).items() if k != "data_dir"},
+                    _data_stage,
+                    code=("distill.pipeline", "distill.data.stage"), inputs=_data_inputs)]
     if config.teacher == "search":
-        stages.append(Stage("search", lambda c: dump(c.search), _search_stage))
+        stages.append(Stage("search", lambda c: dump(c.search), _search_stage,
+                            code=("distill.pipeline", "distill.search")))
     elif config.teacher == "generate":
-        # resumable: rows already committed are kept and the teacher is not asked again
-        stages.append(Stage("generate", lambda c: dump(c.generate), _generate_stage,
+        # resumable: rows already committed are kept and the teacher is not asked again;
+        # the sandbox's limits decide program verdicts, so they are part of the key
+        stages.append(Stage("generate", lambda c: {"generate": dump(c.generate),
+                                                   "sandbox": dump(c.sandbox)},
+                            _generate_stage, code=("distill.pipeline", "distill.teachers"),
                             resumable=True))
     stages += [
         Stage("sft", lambda c: {"teacher": c.teacher, "sft": dump(c.sft),
-                                "target": c.train.target}, _sft_stage),
-        Stage("train", lambda c: dump(c.train), _train_stage, resumable=True),
+                                "target": c.train.target}, _sft_stage,
+              code=("distill.pipeline", "distill.train.sft")),
+        Stage("train", lambda c: dump(c.train), _train_stage,
+              code=("distill.pipeline", "distill.train.trainer"), resumable=True),
         Stage("evaluate", lambda c: {"evaluate": dump(c.evaluate), "sandbox": dump(c.sandbox)},
-              _evaluate_stage),
+              _evaluate_stage, code=("distill.pipeline", "distill.evaluate_stage")),
     ]
     return stages
 
@@ -253,27 +293,34 @@ def run_pipeline(config: PipelineConfig, run_dir: str | Path | None = None, log:
             raise ConfigError(f"until: no stage {until!r} in this run; its stages: {', '.join(names)}")
         plan = plan[: names.index(until) + 1]
     run_dir = Path(run_dir) if run_dir else config.resolved_run_dir()
+    manifest = open_run_dir(run_dir)
+    for stage in plan:  # before any work: a folder the manifest does not record is not ours
+        if (run_dir / stage.name).exists() and stage.name not in manifest.get("stages", {}):
+            raise RunDirError(f"{run_dir / stage.name} exists but {run_dir / MANIFEST} does not "
+                              f"record stage {stage.name!r}: it is not this run's to replace; "
+                              "move it away or choose another --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.yaml")
-    manifest = _read_manifest(run_dir)
-    manifest.update(
-        {"name": config.name, "config": config.model_dump(mode="json"), "code_version": code_version()}
-    )
+    manifest.update({"format": RUN_FORMAT, "name": config.name,
+                     "config": config.model_dump(mode="json")})
+    manifest.pop("code_version", None)  # per stage now: each stage records the code it ran
     stages = manifest.setdefault("stages", {})
     init_ray(config)
     key = ""
     for stage in plan:
-        key = _hash({"section": stage.section(config), "upstream": key})
+        key, version = stage.key(config, key)
         prev = stages.get(stage.name, {})
         out = run_dir / stage.name
         if prev.get("status") == "complete" and prev.get("config_hash") == key:
-            log(f"[{stage.name}] complete for this config, skipped")
+            log(f"[{stage.name}] complete for this config and code, skipped")
             continue
         resuming = prev.get("config_hash") == key and stage.resumable
         if out.exists() and not resuming:
-            shutil.rmtree(out)  # a killed or outdated attempt: start over
+            assert stage.name in stages, out  # checked above: only this run's folders go
+            shutil.rmtree(out)  # a killed or outdated attempt of this run: start over
         log(f"[{stage.name}] {'resuming' if resuming and out.exists() else 'running'}")
-        stages[stage.name] = {"status": "running", "config_hash": key, "started": time.time()}
+        stages[stage.name] = {"status": "running", "config_hash": key, "code_version": version,
+                              "git": git_version(), "started": time.time()}
         _write_manifest(run_dir, manifest)
         t0 = time.perf_counter()
         counts = stage.run(config, run_dir, out, log)

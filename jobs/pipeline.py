@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from distill.config import load_config
+from distill.config import ConfigError, load_config
+from distill.data.base import DataError
 from distill.pipeline import run_pipeline
 
 
@@ -22,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", default=None, help="Default: runs/<name> in the working dir.")
     parser.add_argument("--until", default=None, help="Stop after this stage.")
     args = parser.parse_args(argv)
-    manifest = run_pipeline(load_config(args.config), args.run_dir, until=args.until)
+    try:
+        manifest = run_pipeline(load_config(args.config), args.run_dir, until=args.until)
+    except (ConfigError, DataError) as e:  # the user's to fix: say what, without a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps({k: v.get("status") for k, v in manifest["stages"].items()}))
     return 0
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable
@@ -96,6 +97,23 @@ class DatasetLoader(abc.ABC):
     @abc.abstractmethod
     def load(self, split: str, data_dir: Path) -> LoadResult:
         """Every record of ``split`` as a Problem row or a Reject."""
+
+    def source_folders(self) -> list[str]:
+        """The folders (relative to the data dir) holding this dataset's files: the first
+        component of every path in ``layout``."""
+        return sorted(set(re.findall(r"(?:^|[\s,;(+])([\w.-]+)/", " " + self.layout)))
+
+    def source_files(self, data_dir: Path) -> list[tuple[str, Path]]:
+        """Every file under this dataset's folders, as (path relative to ``data_dir``, path):
+        what a run keys its data stage on, so an edited or replaced file is never reused
+        stale. A superset of what ``load`` reads is fine; missing folders give nothing."""
+        files = []
+        for folder in self.source_folders():
+            root = data_dir / folder
+            if root.is_dir():
+                files += [(p.relative_to(data_dir).as_posix(), p)
+                          for p in sorted(root.rglob("*")) if p.is_file()]
+        return files
 
     def check_split(self, split: str, data_dir: Path) -> None:
         """Raise UnknownSplitError (listing what exists) unless ``split`` is present."""

@@ -69,6 +69,20 @@ def load_source(source: DataSource, config: DataConfig) -> LoadResult:
     return result
 
 
+def input_files(config: DataConfig) -> list[tuple[str, Path]]:
+    """The files the data stage reads for ``config``, as (name, path): a user's file by its
+    path, a registered dataset's files relative to the data folder; synthetic sources read
+    none (their rows follow from the config)."""
+    data_dir = resolve_data_dir(config.data_dir)
+    files: dict[str, Path] = {}
+    for source in [*config.train, *config.eval]:
+        if source.path is not None:
+            files[f"file:{source.path}"] = Path(source.path)
+        elif source.name != "synthetic":
+            files.update(get_loader(source.name).source_files(data_dir))
+    return sorted(files.items())
+
+
 def prepare_data(config: DataConfig) -> DataStageResult:
     """Load every source; drop training rows that match an eval problem (when configured)."""
     out = DataStageResult()
