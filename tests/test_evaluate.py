@@ -73,3 +73,42 @@ def test_write_report_with_comparison(tmp_path: Path) -> None:
     assert "Accuracy 40.00%" in md and "| a | 3 | 66.67% | +16.67% |" in md
     for name in ("accuracy_per_dataset", "accuracy_per_ops", "error_kinds"):
         assert paths[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.ray
+def test_evaluation_actors_decode_in_the_configured_dtype(ray_local, tmp_path: Path) -> None:
+    """The evaluation stage's Ray Data actors place the student themselves: the inference
+    dtype reaches them (bfloat16 gives the outputs a bfloat16 model gives locally) and is
+    resolved against the actor's device (float16 on a CPU actor is refused, by name)."""
+    pytest.importorskip("torch")
+    from distill.data.synthetic import SyntheticConfig
+    from distill.data.synthetic import generate as synth
+    from distill.evaluate import EvaluateConfig
+    from distill.evaluate_stage import evaluate_student
+    from distill.train.config import InferenceConfig, StudentConfig
+    from distill.train.infer import generate
+    from distill.train.students import get_student
+
+    problems = synth(SyntheticConfig(seed=7, langs=["en"], max_steps=2), "test", n=6)
+    texts = lambda: (p["masked_question"] for p in problems)  # noqa: E731
+    where = get_student("scratch").prepare(StudentConfig(vocab_size=400), texts, tmp_path / "s")
+    # sampled: bfloat16 and float32 models draw different outputs for some problems
+    inference = {"max_new_tokens": 8, "num_samples": 2, "temperature": 1.0, "top_p": 1.0,
+                 "dtype": "bfloat16"}
+    report = evaluate_student(where, {"t": problems}, "equation_prefix",
+                              EvaluateConfig(inference=inference, batch_size=1), tmp_path / "ev")
+    assert report["n"] == 6 and report["decoding"] == "maj@2"
+    rows = [json.loads(line) for line in (tmp_path / "ev" / "predictions.jsonl").open()]
+    on_ray = [[r["output"] for r in rows if r["id"] == p["id"]] for p in problems]
+
+    def local(dtype: str) -> list[list[str]]:  # one source per call, as the actors got them
+        cfg = InferenceConfig(**dict(inference, dtype=dtype))
+        return [generate(where, [p["masked_question"]], cfg)[0] for p in problems]
+
+    assert on_ray == local("bfloat16")
+    assert on_ray != local("float32")
+
+    with pytest.raises(Exception, match="float16 needs a CUDA device; this process decodes on cpu"):
+        evaluate_student(where, {"t": problems}, "equation_prefix",
+                         EvaluateConfig(inference={"dtype": "float16"}, batch_size=3),
+                         tmp_path / "ev16")
