@@ -1,4 +1,4 @@
-"""Scoring and the evaluation report (inference lands with the students)."""
+"""Scoring and the evaluation report; the evaluation stage's actors (device and dtype)."""
 
 from __future__ import annotations
 
