@@ -42,11 +42,10 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
-from typing import Any
-
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
+from typing import Any
 
 from distill.data.base import LoadResult, register_dataset
 from distill.data.loaders._common import Entry, SplitFilesLoader, read_id, read_text
