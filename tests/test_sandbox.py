@@ -524,8 +524,16 @@ def test_cli_check_prints_layers_and_probes():
     assert res.exit_code == 0, res.output
     assert "isolation:" in res.output and "rlimits" in res.output
     assert "NOT HELD" not in res.output
+    assert "open a host kernel setting (/proc/sys) for writing: held" in res.output
+    assert "change the worker's limits: held" in res.output
     if namespaces_refused() is None:
         assert "namespaces:" in res.output
+        # issue 11: the uid mapping and the /proc mode are reported
+        cfg = SandboxConfig()
+        if os.geteuid() == 0:
+            assert (f"uids: sandbox uid 0 = host uid {cfg.uid_base} (worker), 1 = host uid "
+                    f"{cfg.uid_base + 1} (programs)") in res.output, res.output
+        assert "/proc: read-only" in res.output, res.output
 
 
 def test_cli_check_says_how_many_workers_and_why(monkeypatch):

@@ -118,6 +118,8 @@ class Case:
     kinds: dict  # mode -> expected error kind (None: runs to an answer); absent: not run
     follow_up: tuple[str, str] | None = None  # (program, answer) the same worker runs next
     stdout_check: str | None = None  # a string that must not be in stdout
+    answer: str | None = None  # the answer it must give when it runs to an answer
+    bwrap: bool = True  # also run in the bwrap battery (False: a documented bwrap limit)
 
 
 def _k(ast, os_=None, ns=None, none=None, *, skip=()):
@@ -246,7 +248,8 @@ CASES = [
     Case("kill the worker",
          "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.kill(1, signal.SIGKILL)\n"
          "os.kill(-1, signal.SIGKILL)\nans = 1",
-         _k("forbidden", "forbidden", {None, "runtime"}, "forbidden")),
+         # ns-only: the worker is pid 1 of its namespace and runs under another uid (EPERM)
+         _k("forbidden", "forbidden", {None, "runtime", "forbidden"}, "forbidden")),
     Case("fill the disk",
          "i = 0\nwhile True:\n    with open(f'f{{i}}', 'wb') as f:\n"
          "        f.write(b'0' * (8 << 20))\n    i += 1",
@@ -268,8 +271,103 @@ CASES = [
                     "    n += 'left-behind' in files\nans = n", "0")),
     Case("lock the scratch area",
          "import os\nos.chmod('/tmp', 0)\nos.chmod('.', 0)\nans = 1",
-         _k("forbidden", None, None, skip=("none",)),
+         # /tmp belongs to the worker's uid when programs run under their own (EPERM)
+         _k("forbidden", {None, "forbidden"}, {None, "forbidden"}, skip=("none",)),
          follow_up=("with open('x', 'w') as f:\n    f.write('ok')\nans = 2", "2")),
+    # ---- issue 11, Critical: the host's kernel settings. Non-destructive: a file is only
+    # opened for writing (never written); counted when the open succeeds.
+    Case("host kernel settings: a /proc/sys file opens for writing",
+         "import os\nn = 0\n"
+         "for d, subs, files in os.walk('/proc/sys'):\n"
+         "    for f in files:\n"
+         "        try:\n"
+         "            fd = os.open(os.path.join(d, f), os.O_WRONLY)\n"
+         "        except OSError:\n"
+         "            continue\n"
+         "        os.close(fd)\n"
+         "        n += 1\n"
+         "for p in ['/proc/sysrq-trigger', '/proc/sys/kernel/core_pattern']:\n"
+         "    try:\n"
+         "        os.close(os.open(p, os.O_WRONLY))\n"
+         "        n += 1\n"
+         "    except OSError:\n"
+         "        pass\n"
+         "ans = n",
+         _k("forbidden", None, None, skip=("none",)), answer="0"),
+    Case("the sandbox's uids map to host root",
+         "import os\nout = []\n"
+         "for uid in {{os.getuid(), os.geteuid(), os.stat('/proc/' + str(os.getppid())).st_uid}}:\n"
+         "    for line in open('/proc/self/uid_map'):\n"
+         "        inside, outside, count = map(int, line.split())\n"
+         "        if inside <= uid < inside + count:\n"
+         "            out.append(outside + uid - inside)\n"
+         "ans = sum(1 for o in out if o == 0)",
+         _k("forbidden", None, None, skip=("none",)), answer="0", bwrap=False),
+    # ---- issue 11, High: a program must not reach its worker or the programs after it.
+    Case("lower the worker's memory limit, renice and pin it",
+         "import os, resource\nppid = os.getppid()\n"
+         "try:\n"
+         "    vsz = int(open('/proc/%d/statm' % ppid).read().split()[0]) * 4096\n"
+         "except OSError:\n"
+         "    vsz = 1 << 30\n"
+         "n = 0\n"
+         "for f in [lambda: resource.prlimit(ppid, resource.RLIMIT_AS, (vsz + (16 << 20),) * 2),\n"
+         "          lambda: os.setpriority(os.PRIO_PROCESS, ppid, 19),\n"
+         "          lambda: os.sched_setaffinity(ppid, {{0}})]:\n"
+         "    try:\n"
+         "        f()\n"
+         "        n += 1\n"
+         "    except OSError:\n"
+         "        pass\n"
+         "ans = n",
+         _k("forbidden", None, None, None), answer="0",
+         follow_up=("x = bytearray(64 << 20)\nans = len(x) >> 20", "64")),
+    Case("signal the worker through F_SETOWN/F_SETSIG (no kill())",
+         "import fcntl, os, signal\nr, w = os.pipe()\n"
+         "fcntl.fcntl(r, 10, signal.SIGUSR1)  # F_SETSIG\n"
+         "fcntl.fcntl(r, fcntl.F_SETOWN, os.getppid())\n"
+         "fcntl.fcntl(r, fcntl.F_SETFL, os.O_ASYNC | os.O_NONBLOCK)\n"
+         "os.write(w, b'x')\nans = 1",
+         _k("forbidden", "forbidden", None, "forbidden"), answer="1",
+         follow_up=("ans = 2", "2")),
+    Case("report a result early and keep running",
+         "import json, os, struct, time\n"
+         "body = json.dumps({{'kind': None, 'detail': None, 'source': 'ans', 'vtype': 'int',\n"
+         "                   'vtext': '7', 'stdout': '', 'stdout_over': False}}).encode()\n"
+         "os.write(3, struct.pack('!I', len(body)) + body)\n"
+         "time.sleep(30)\nans = 1",
+         _k("forbidden", "timeout", "timeout", "timeout"),
+         follow_up=("import time\ntime.sleep(0.5)\nans = 3", "3")),
+    Case("leave files below a path longer than PATH_MAX",
+         "import os\nname = 'd' * 200\n"
+         "for i in range(30):\n"
+         "    os.mkdir(name)\n"
+         "    os.chdir(name)\n"
+         "with open('left-behind', 'w') as f:\n"
+         "    f.write('x')\nans = 1",
+         _k("forbidden", None, None, None), answer="1",
+         follow_up=("import os\nbase = os.path.dirname(os.getcwd())\n"
+                    "ans = sum(os.path.isdir(os.path.join(base, e, 'd' * 200))\n"
+                    "          for e in os.listdir(base))", "0")),
+    Case("SysV shared memory and message queues for the next program",
+         "import ctypes\nlibc = ctypes.CDLL(None)\n"
+         "shm = libc.shmget(0x6d64, 1 << 20, 0o1000 | 0o666)\n"
+         "msg = libc.msgget(0x6d65, 0o1000 | 0o666)\n"
+         "ans = 1",
+         _k("forbidden", None, None, skip=("none",)), answer="1",
+         follow_up=("import ctypes\nlibc = ctypes.CDLL(None)\n"
+                    "ans = int(libc.shmget(0x6d64, 0, 0) >= 0) + int(libc.msgget(0x6d65, 0) >= 0)",
+                    "0")),
+    Case("the worker's /proc files open for writing",
+         "import os\nppid = os.getppid()\nn = 0\n"
+         "for f in ['oom_score_adj', 'coredump_filter', 'comm', 'timerslack_ns', 'loginuid']:\n"
+         "    try:\n"
+         "        os.close(os.open('/proc/%d/%s' % (ppid, f), os.O_WRONLY))\n"
+         "        n += 1\n"
+         "    except OSError:\n"
+         "        pass\n"
+         "ans = n",
+         _k("forbidden", None, None, skip=("none",)), answer="0"),
 ]
 
 
@@ -339,6 +437,8 @@ def run_case(pool: SandboxPool, case: Case, expected, host: Host) -> None:
         assert len(res.stdout) == pool.config.stdout_limit
     if case.name.startswith("host and other") and expected is None:
         assert res.answer == "0", res  # no variable beyond the four neutral ones
+    if case.answer is not None and res.error is None:
+        assert res.answer == case.answer, (case.name, res)
     if case.stdout_check:
         assert case.stdout_check not in res.stdout
     # the host is unharmed; nothing the program started is left
@@ -373,7 +473,7 @@ def test_hostile_battery_through_bwrap(host: Host) -> None:
                      timeout_s=TIMEOUT, memory_mb=MEMORY_MB) as pool:
         assert pool.report.mode == "bwrap"
         for case in CASES:
-            if "os" in case.kinds:
+            if "os" in case.kinds and case.bwrap:
                 run_case(pool, case, case.kinds["os"], host)
 
 

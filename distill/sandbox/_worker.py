@@ -61,6 +61,7 @@ MAX_FRAME = 64 << 20
 REQ_HEAD = struct.Struct("!QdIB")  # id, timeout_s, memory_mb, ast_check
 REPLY_HEAD = struct.Struct("!QdB")  # id, duration_s, status
 WORKER_KINDS = (None, "timeout", "memory", "runtime", "output_limit")
+RETIRE = 0x80  # status bit: the worker stops after this reply and must be replaced
 
 # --------------------------------------------------------------------------------------------
 # Framing
@@ -444,6 +445,38 @@ PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 36, 38, 47
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 
 
+def _describe_uid_map(uid_map) -> str:
+    """The mapping of our uid, for the report (bwrap and none modes)."""
+    if not uid_map:
+        return "no user namespace information"
+    uid = os.getuid()
+    for inside, outside, count in uid_map:
+        if inside <= uid < inside + count:
+            host = outside + uid - inside
+            if [inside, outside, count] == [0, 0, 4294967295]:
+                return f"no user namespace: host uid {uid}" + (" (HOST ROOT)" if uid == 0 else "")
+            return (f"sandbox uid {uid} = host uid {host}" + (" (HOST ROOT)" if host == 0 else "")
+                    + "; programs share the worker's uid")
+    return f"uid {uid} is not mapped"
+
+
+def _describe_proc(mode: str) -> str:
+    if mode == "none":
+        return "the host's /proc"
+    try:
+        ro = bool(os.statvfs("/proc").f_flag & os.ST_RDONLY)
+    except OSError:
+        return "not mounted"
+    if not os.path.isdir("/proc/sys"):
+        return ("read-only" if ro else "writable") + ", processes only (no /proc/sys)"
+    try:
+        sys_ro = bool(os.statvfs("/proc/sys").f_flag & os.ST_RDONLY)
+    except OSError:
+        sys_ro = False
+    return ("read-only" if ro else "writable") + (" (/proc/sys read-only)" if sys_ro else
+                                                  " (/proc/sys WRITABLE)")
+
+
 def _errcheck(ret: int, what: str) -> None:
     if ret != 0:
         e = ctypes.get_errno()
@@ -501,32 +534,75 @@ def _pick_newroot(binds) -> str:
     raise OSError(errno.ENOENT, "no directory to build the sandbox root on")
 
 
-def setup_root(binds, scratch_mb: int) -> None:
-    """Build a minimal read-only root (the bound paths, a few /dev nodes, /proc of our pid
-    namespace, a size-limited tmpfs /tmp) and pivot into it. Needs CAP_SYS_ADMIN in a private
-    mount namespace (``unshare --user --map-root-user --mount ...``)."""
+CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x2000000, 0x4000000, 0x8000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+
+
+def _unshare(flags: int) -> None:
+    _errcheck(_libc.unshare(flags), "unshare")
+
+
+def _write_proc(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def open_binds(binds) -> list:
+    """Open every path to expose (``O_PATH``; symlinks are read) while still running as the
+    launching uid: :func:`mount_root` binds them from these descriptors, so the directories
+    above them need not be searchable by the namespace's uid (a Python under ``/root``)."""
+    sources = []
+    for src, kind in binds:
+        if kind == "symlink":
+            sources.append((src, kind, os.readlink(src)))
+        else:
+            sources.append((src, kind, os.open(src, os.O_PATH | os.O_CLOEXEC)))
+    return sources
+
+
+def mount_root(sources, scratch_mb: int, binds) -> str:
+    """Build the minimal root under a fresh tmpfs (the bound paths read-only, a few /dev nodes,
+    a size-limited tmpfs /tmp); returns its path. :func:`enter_root` mounts /proc and pivots.
+    Both tmpfs roots belong to the namespace's root (``uid=0,gid=0`` there)."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     newroot = _pick_newroot(binds)
-    _mount("tmpfs", newroot, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
+    _mount("tmpfs", newroot, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755,uid=0,gid=0")
     # The scratch tmpfs first: an exposed path under /tmp (a venv or checkout there) is then
     # bound on top of it instead of being hidden by it.
     os.makedirs(newroot + "/tmp", exist_ok=True)
     _mount("tmpfs", newroot + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={int(scratch_mb)}m,nr_inodes=4096,mode=1777")
-    for src, kind in binds:
+           f"size={int(scratch_mb)}m,nr_inodes=4096,mode=1777,uid=0,gid=0")
+    for src, kind, how in sources:
         dst = newroot + src
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         if kind == "symlink":
-            os.symlink(os.readlink(src), dst)
+            os.symlink(how, dst)
             continue
         if kind == "dir":
             os.makedirs(dst, exist_ok=True)
         else:
             open(dst, "w").close()
-        _mount(src, dst, None, MS_BIND | MS_REC)
+        _mount(f"/proc/self/fd/{how}", dst, None, MS_BIND | MS_REC)
+        os.close(how)
         _remount_ro_under(dst)
     os.makedirs(newroot + "/proc", exist_ok=True)
-    _mount("proc", newroot + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    return newroot
+
+
+def enter_root(newroot: str) -> str:
+    """Mount /proc of our pid namespace -- read-only, and only the processes (``subset=pid``:
+    no /proc/sys, /proc/sysrq-trigger, ...) where the kernel allows it, else the whole of it
+    read-only -- pivot into ``newroot`` and make the root read-only. Returns the /proc mode."""
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY
+    try:
+        _mount("proc", newroot + "/proc", "proc", flags, "subset=pid")
+        proc_mode = "read-only, processes only (subset=pid: no /proc/sys)"
+    except OSError:
+        _mount("proc", newroot + "/proc", "proc", flags)
+        proc_mode = "read-only (/proc/sys included)"
     os.chdir(newroot)
     nr = _SYS_PIVOT_ROOT.get(platform.machine())
     if nr is not None:
@@ -536,6 +612,97 @@ def setup_root(binds, scratch_mb: int) -> None:
         os.chroot(".")
     os.chdir("/")
     _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    return proc_mode
+
+
+def launch(cfg: dict, close_in_launchers: list[int]) -> dict:
+    """(unshare mode) Enter the sandbox's namespaces; returns, in the process that becomes the
+    worker (pid 1 of its own pid namespace), what was set up.
+
+    Three processes: the one the host started (L, on the host's side: it only writes the uid
+    map and waits), its child (C: new user and mount namespaces, builds the root, then new
+    pid/net/ipc/uts namespaces) and C's child, the worker (pid 1 there). The user namespace maps
+    its uid 0 (the worker) to host uid ``uid_base`` and its uid 1 (the programs) to
+    ``uid_base + 1`` when the host is root (L writes the map); an unprivileged host maps its own
+    uid to 0 only, and programs then share the worker's uid. Never host root: sysctls and
+    other host-global files are checked against the host's uid 0, which is not mapped here.
+    Without user namespaces (refused) a root host still gets the mount/pid/net/ipc/uts ones;
+    the worker is then host root and programs run as host uid ``uid_base + 1``."""
+    base = int(cfg["uid_base"])
+    host_uid, host_gid = os.geteuid(), os.getegid()
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid:  # L
+        os.close(ready_w)
+        os.close(go_r)
+        msg = os.read(ready_r, 1)
+        try:
+            if msg == b"u":
+                if host_uid == 0:
+                    maps = (f"0 {base} 2\n", f"0 {base} 2\n")
+                else:
+                    _write_proc(f"/proc/{pid}/setgroups", "deny")
+                    maps = (f"0 {host_uid} 1\n", f"0 {host_gid} 1\n")
+                _write_proc(f"/proc/{pid}/uid_map", maps[0])
+                _write_proc(f"/proc/{pid}/gid_map", maps[1])
+            if msg:
+                os.write(go_w, b"g")
+        except OSError as e:
+            sys.stderr.write(f"sandbox launcher: writing the uid map failed: {e}\n")
+        os.close(go_w)
+        for fd in close_in_launchers:
+            os.close(fd)
+        _, st = os.waitpid(pid, 0)
+        os._exit(os.waitstatus_to_exitcode(st) & 0x7F if os.WIFEXITED(st) else 1)
+    # C
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.close(ready_r)
+    os.close(go_w)
+    try:
+        _unshare(CLONE_NEWUSER | CLONE_NEWNS)
+        userns = True
+    except OSError:
+        if host_uid != 0:
+            raise
+        _unshare(CLONE_NEWNS)  # a root host whose user namespaces are refused
+        userns = False
+    os.write(ready_w, b"u" if userns else b"n")
+    os.close(ready_w)
+    if os.read(go_r, 1) != b"g":
+        raise OSError(errno.EPERM, "the launcher could not write the uid map")
+    os.close(go_r)
+    binds = [tuple(b) for b in cfg["binds"]]
+    sources = open_binds(binds)  # still as the launching uid (see there)
+    "".encode("unicode_escape")  # imports the codec _mountinfo needs while stdlib is reachable
+    if userns:
+        # become the namespace's root (host uid_base, or the unprivileged host's own uid)
+        if host_uid == 0:
+            os.setgroups([])
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    newroot = mount_root(sources, cfg["scratch_mb"], binds)
+    _unshare(CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # cleared by the uid change above
+    pid = os.fork()
+    if pid:  # C: waits for the worker, nothing else
+        for fd in close_in_launchers:
+            os.close(fd)
+        _, st = os.waitpid(pid, 0)
+        os._exit(os.waitstatus_to_exitcode(st) & 0x7F if os.WIFEXITED(st) else 1)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    proc_mode = enter_root(newroot)
+    if userns and host_uid == 0:
+        program = (1, 1)
+        where = f"sandbox uid 0 = host uid {base} (worker), 1 = host uid {base + 1} (programs)"
+    elif userns:
+        program = None
+        where = f"sandbox uid 0 = host uid {host_uid} (unprivileged host: one uid, shared by " \
+                "the worker and its programs)"
+    else:
+        program = (base + 1, base + 1)
+        where = f"no user namespace: worker is host root, programs host uid {base + 1}"
+    return {"proc": proc_mode, "program_ids": program, "uid_mapping": where, "userns": userns}
 
 
 # ---- seccomp ---------------------------------------------------------------------------------
@@ -554,7 +721,18 @@ _X86_64 = {
         321, 298, 323, 425, 426, 427,  # bpf perf_event_open userfaultfd io_uring_*
         248, 249, 250, 246, 320, 175, 313, 176, 169, 167, 168, 163,  # keys kexec modules reboot swap acct
         164, 227, 159, 305, 170, 171, 172, 173, 303, 304, 179, 212, 153, 103, 134, 133, 259,
+        # SysV IPC and POSIX message queues: state that would outlive the program
+        29, 30, 31, 67, 64, 65, 66, 220, 68, 69, 70, 71, 240, 241, 242, 243, 244, 245,
     ],
+    # Same-uid controls over another process (the worker, when it shares the program's uid:
+    # bwrap, an unprivileged host): denied unless they name the caller itself (0).
+    # (syscall, argument index): prlimit64, setpriority, sched_setaffinity, sched_setparam,
+    # sched_setscheduler, sched_setattr, ioprio_set, migrate_pages, move_pages.
+    "self_only": [(302, 0), (141, 1), (203, 0), (142, 0), (144, 0), (314, 0), (251, 1),
+                  (256, 0), (279, 0)],
+    # (syscall, argument index, value): fcntl F_SETOWN / F_SETSIG / F_SETOWN_EX and ioctl
+    # FIOSETOWN / SIOCSPGRP -- a signal delivered to another process without kill().
+    "arg_deny": [(72, 1, 8), (72, 1, 10), (72, 1, 15), (16, 1, 0x8901), (16, 1, 0x8902)],
 }
 _CLONE_THREAD = 0x00010000
 _RET_ALLOW, _RET_ERRNO, _RET_KILL = 0x7FFF0000, 0x00050000, 0x80000000
@@ -587,6 +765,12 @@ def _seccomp_program() -> list[tuple[int, int, int, int]]:
     ]
     for nr in t["deny"]:
         p += [(_JEQ, 0, 1, nr), (_RET, 0, 0, eperm)]
+    for nr, arg in t["self_only"]:  # A = nr on entry and on exit of each block
+        p += [(_JEQ, 0, 3, nr), (_LD, 0, 0, 16 + 8 * arg), (_JEQ, 1, 0, 0), (_RET, 0, 0, eperm),
+              (_LD, 0, 0, 0)]
+    for nr, arg, value in t["arg_deny"]:
+        p += [(_JEQ, 0, 3, nr), (_LD, 0, 0, 16 + 8 * arg), (_JEQ, 0, 1, value),
+              (_RET, 0, 0, eperm), (_LD, 0, 0, 0)]
     p += [(_JEQ, 0, 1, t["clone3"]), (_RET, 0, 0, _RET_ERRNO | errno.ENOSYS)]  # libc falls back
     # clone: threads only
     p += [(_JEQ, 0, 4, t["clone"]), (_LD, 0, 0, 16), (_JSET, 0, 1, _CLONE_THREAD),
@@ -626,12 +810,31 @@ PR_SET_SECUREBITS = 28
 _SECUREBITS = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80
 
 
-def drop_capabilities() -> None:
-    if _prctl(PR_SET_SECUREBITS, _SECUREBITS) != 0:
-        for cap in range(64):  # no CAP_SETPCAP: then we hold nothing worth dropping either
-            if _prctl(PR_CAPBSET_DROP, cap) != 0:
-                break
+# What a worker that runs its programs under another uid keeps, in its own user namespace only
+# (its programs lose them all when they change uid): CAP_DAC_OVERRIDE and CAP_FOWNER (wipe what
+# a program left), CAP_KILL (kill what it left), CAP_SETGID/CAP_SETUID (a program's child
+# becomes the program uid), CAP_SYS_ADMIN (a fresh IPC namespace per program).
+WORKER_CAPS = (1 << 1) | (1 << 3) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 21)
+# Same, but with CAP_NO_SETUID_FIXUP off (locked): a uid change away from root clears the caps.
+_SECUREBITS_KEEP = 0x01 | 0x02 | 0x08 | 0x20 | 0x40 | 0x80
+
+
+def drop_capabilities(keep: int = 0) -> None:
+    """Drop every capability but ``keep`` (a mask of the low 32), for good: securebits, the
+    bounding set, no ambient ones. With ``keep`` the uid-change fix-up stays on, so a child that
+    changes to a non-root uid loses what is left."""
+    if _prctl(PR_SET_SECUREBITS, _SECUREBITS_KEEP if keep else _SECUREBITS) != 0:
+        keep = 0
+    for cap in range(64):  # no CAP_SETPCAP: then we hold nothing worth dropping either
+        if not (keep >> cap) & 1 and _prctl(PR_CAPBSET_DROP, cap) != 0:
+            break
     _prctl(PR_CAP_AMBIENT, 4)  # PR_CAP_AMBIENT_CLEAR_ALL
+    data = (_CapData * 2)()
+    data[0].effective = data[0].permitted = keep
+    _errcheck(_libc.capset(ctypes.byref(_CAP_HDR), ctypes.byref(data)), "capset")
+
+
+def clear_capabilities() -> None:
     _errcheck(_libc.capset(ctypes.byref(_CAP_HDR), ctypes.byref(_CAP_DATA)), "capset")
 
 
@@ -689,15 +892,17 @@ class Worker:
         self.seccomp_ok = False
         self.ready: tuple[int, int, int] | None = None
         self.since_statm = 0
+        self.worker_uid, self.worker_gid = os.getuid(), os.getgid()
+        launched = cfg.get("launched") or {}
+        ids = launched.get("program_ids")
+        self.program_ids: tuple[int, int] | None = tuple(ids) if ids else None
+        self.fresh_ipc = False
+        self.state0 = None
+        self.scratch_keep: set[str] = set()
 
     # ---- setup ---------------------------------------------------------------------------
     def setup(self) -> str | None:
         cfg = self.cfg
-        if cfg.get("setup_root"):
-            try:
-                setup_root([tuple(b) for b in cfg["binds"]], cfg["scratch_mb"])
-            except OSError as e:
-                return f"building the read-only root failed: {e}"
         for p in cfg["sys_path"]:
             if p not in sys.path:
                 sys.path.append(p)
@@ -721,10 +926,14 @@ class Worker:
         # Root setup is done: the worker needs no capability from here on (it kills and deletes
         # only what runs and is written as its own uid), so it drops them all once and every
         # child inherits nothing, with no way back (securebits, no_new_privs).
+        keep = WORKER_CAPS if self.program_ids is not None else 0
         try:
-            drop_capabilities()
+            drop_capabilities(keep)
         except OSError as e:
             return f"dropping capabilities failed: {e}"
+        # A fresh IPC namespace per program (SysV IPC and POSIX queues die with it): the worker
+        # keeps CAP_SYS_ADMIN in its own user namespace for this only.
+        self.fresh_ipc = self.mode != "none" and self.program_ids is not None
         _errcheck(_prctl(PR_SET_NO_NEW_PRIVS, 1), "no_new_privs")
         _prctl(PR_SET_DUMPABLE, 0)  # children may not ptrace us or open /proc/<us>/fd
         # limits that hold for the worker as well, set once and inherited by every child
@@ -735,10 +944,38 @@ class Worker:
             return "the root filesystem is writable inside the sandbox"
         if cfg["seccomp"] and not self.layers.get("seccomp"):
             return f"seccomp was asked for but is not active ({self.layers.get('probe_error')})"
+        if self.program_ids is not None and not self.layers.get("program_uid_separate"):
+            return f"programs do not run under their own uid ({self.layers.get('probe_error')})"
         gc.collect()
         gc.freeze()  # fewer copy-on-write faults in the children
         self.base_vsz = _statm_vsz()
+        self.state0 = self._state()
+        self.scratch_keep = set(os.listdir(self.scratch_base))
         self._prefork()
+        return None
+
+    @staticmethod
+    def _state():
+        """What a program must not be able to change about the worker (else it is replaced):
+        its limits, CPU affinity and priority."""
+        lims = tuple(resource.getrlimit(r) for r in (
+            resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_DATA, resource.RLIMIT_FSIZE,
+            resource.RLIMIT_NOFILE, resource.RLIMIT_NPROC, resource.RLIMIT_STACK,
+            resource.RLIMIT_CORE, resource.RLIMIT_MEMLOCK))
+        return lims, frozenset(os.sched_getaffinity(0)), os.getpriority(os.PRIO_PROCESS, 0)
+
+    def changed(self, wipe_failures: int) -> str | None:
+        """Why this worker must be replaced before another program runs, or None."""
+        if wipe_failures:
+            return f"{wipe_failures} entries of the scratch area could not be removed"
+        try:
+            left = set(os.listdir(self.scratch_base)) - self.scratch_keep
+        except OSError as e:
+            return f"scratch area unreadable: {e}"
+        if left:
+            return f"the scratch area was not emptied ({len(left)} entries left)"
+        if self._state() != self.state0:
+            return "the worker's limits or scheduling changed"
         return None
 
     def _preload(self) -> None:
@@ -771,9 +1008,18 @@ class Worker:
 
     def _verify(self) -> dict:
         """What actually holds, measured from inside (reported by ``sandbox check``)."""
+        launched = self.cfg.get("launched") or {}
         out: dict[str, object] = {"mode": self.mode, "pid": os.getpid(),
                                   "own_pidns": self.own_pidns, "preloaded": self.preloaded,
                                   "missing": self.missing}
+        try:
+            with open("/proc/self/uid_map") as f:
+                out["uid_map"] = [list(map(int, ln.split())) for ln in f if ln.strip()]
+        except OSError:
+            out["uid_map"] = None
+        out["uid_mapping"] = launched.get("uid_mapping") or _describe_uid_map(out["uid_map"])
+        out["proc"] = launched.get("proc") or _describe_proc(self.mode)
+        out["fresh_ipc"] = self.fresh_ipc
         try:
             out["root_readonly"] = bool(os.statvfs("/").f_flag & os.ST_RDONLY)
         except OSError:
@@ -810,6 +1056,9 @@ class Worker:
                     caps = {ln.split(":")[0]: int(ln.split()[1], 16) for ln in f
                             if ln.startswith(("CapEff", "CapPrm", "CapInh", "CapAmb"))}
                 res["caps_dropped"] = not any(caps.values()) and len(caps) == 4
+                res["program_uid"] = os.getuid()
+                res["program_uid_separate"] = (os.getuid() != self.worker_uid
+                                               and os.getgid() != self.worker_gid)
                 try:
                     p = os.fork()
                     if p == 0:
@@ -857,16 +1106,17 @@ class Worker:
 
     # ---- per program ------------------------------------------------------------------------
     def _new_scratch(self) -> str:
+        """The next program's scratch directory; the child creates it, as the program's uid."""
         self.seq += 1
-        path = os.path.join(self.scratch_base, f"run-{self.seq}")
-        os.mkdir(path, 0o700)
-        return path
+        return os.path.join(self.scratch_base, f"run-{self.seq}")
 
     def _restrict(self, scratch: str, result_fd: int, request_fd: int = -1) -> None:
         """Everything a child does to itself before it may see a program: its own session,
-        fds 0-2 on /dev/null, 3 = result pipe, 4 = request pipe, nothing else; cwd = scratch;
-        the seccomp filter. Environment, capabilities and the static rlimits come from the
-        worker already (see :meth:`setup`)."""
+        fds 0-2 on /dev/null, 3 = result pipe, 4 = request pipe, nothing else; a fresh IPC
+        namespace; the program uid (no rights over the worker: no signals, prlimit, renice,
+        ptrace, F_SETOWN delivery) and no capability left; cwd = a new scratch directory; the
+        seccomp filter. Environment and the static rlimits come from the worker already (see
+        :meth:`setup`)."""
         if self.mode == "none":
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # in a namespace the kernel does this
         os.setsid()
@@ -877,6 +1127,15 @@ class Worker:
         for fd in (0, 1, 2):
             os.dup2(self.devnull, fd)
         os.closerange(5 if request_fd >= 0 else 4, 1 << 20)
+        if self.fresh_ipc:
+            _unshare(CLONE_NEWIPC)
+        if self.program_ids is not None:
+            uid, gid = self.program_ids
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)  # the capabilities go with the uid change
+        clear_capabilities()
+        os.mkdir(scratch, 0o700)
         os.chdir(scratch)
         if self.seccomp is not None:
             self.seccomp.install()  # raises (fail closed) when asked for and refused
@@ -970,9 +1229,22 @@ class Worker:
                 too_big = True
                 break
         os.close(r)
+        lingered = False
+        if not (timed_out or too_big) and need is not None and len(buf) >= need:
+            # a result counts only once the program has exited: one that reports and keeps
+            # running is stopped at its deadline, and the next program's clock starts after it
+            status = self._exited_by(pid, deadline)
+            if status is None:
+                timed_out = lingered = True
+            else:
+                pid = 0
         duration = time.monotonic() - t0
         if timed_out or too_big:
             self._kill(pid)
+        if lingered:
+            return self._reply(req_id, duration, "timeout",
+                               f"still running after its report; killed after {timeout_s:g} s"
+                               " wall clock"), pid, 0.0
         if timed_out:
             return self._reply(req_id, duration, "timeout",
                                f"killed after {timeout_s:g} s wall clock"), pid, 0.0
@@ -994,6 +1266,39 @@ class Worker:
         return REPLY_HEAD.pack(req_id, duration, 0) + bytes(buf[4:need]), pid, deadline
 
     @staticmethod
+    def _exited_by(pid: int, deadline: float):
+        """The child's wait status once it has exited, or None when it is still running at
+        ``deadline``."""
+        try:
+            got, st = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return 0
+        if got:
+            return st
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            pidfd = -1
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                if pidfd >= 0:
+                    select.select([pidfd], [], [], left)
+                else:
+                    time.sleep(min(left, 0.0005))
+                try:
+                    got, st = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    return 0
+                if got:
+                    return st
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)
+
+    @staticmethod
     def _reply(req_id: int, duration: float, kind: str, detail: str) -> bytes:
         return REPLY_HEAD.pack(req_id, duration, WORKER_KINDS.index(kind)) + detail.encode()
 
@@ -1011,7 +1316,7 @@ class Worker:
     def _finish(self, pid: int, deadline: float):
         """Reap the child (killing it at ``deadline``), kill whatever it left, wipe scratch."""
         status = self._reap(pid, deadline) if pid else None
-        self._cleanup()
+        self.wipe_failures = self._cleanup()
         self.since_statm += 1
         if self.since_statm >= 64:  # our own size barely moves; reading it costs page faults
             self.since_statm = 0
@@ -1046,8 +1351,9 @@ class Worker:
             if pidfd >= 0:
                 os.close(pidfd)
 
-    def _cleanup(self) -> None:
-        """Kill whatever the program left behind and wipe the scratch area."""
+    def _cleanup(self) -> int:
+        """Kill whatever the program left behind and wipe the scratch area; returns how many
+        entries could not be removed."""
         for _ in range(100):
             if self.own_pidns:
                 try:
@@ -1068,7 +1374,7 @@ class Worker:
             if not reaped and not self._has_children():
                 break
             time.sleep(0.001)
-        self._wipe(self.scratch_base)
+        return self._wipe(self.scratch_base)
 
     def _has_children(self) -> bool:
         if self.own_pidns:
@@ -1101,17 +1407,18 @@ class Worker:
             self._kill(pid)
 
     @staticmethod
-    def _wipe(base: str) -> None:
-        """Empty the scratch area. Only the scratch filesystem is touched: a directory on another
-        device is a read-only bind (a venv or checkout under /tmp) and is left alone, and the
-        directories leading to it are emptied but kept. A program may have chmod-ed its files
-        away from us (we hold no capabilities), so permissions are given back first."""
+    def _wipe(base: str) -> int:
+        """Empty the scratch area; returns how many entries could not be removed. Only the
+        scratch filesystem is touched: a directory on another device is a read-only bind (a venv
+        or checkout under /tmp) and is left alone, and the directories leading to it are
+        emptied but kept. A program may have chmod-ed its files away from us, so permissions
+        are given back first."""
         try:
             os.chmod(base, 0o1777 if base == "/tmp" else 0o700)
             device = os.lstat(base).st_dev
         except OSError:
-            return
-        _wipe_tree(base, device)
+            return 1
+        return _wipe_tree(base, device)
 
     def serve(self) -> None:
         while True:
@@ -1125,38 +1432,92 @@ class Worker:
             except Exception as e:  # noqa: BLE001 - the worker lives on; the host sees the error
                 req_id = REQ_HEAD.unpack_from(raw)[0] if len(raw) >= REQ_HEAD.size else 0
                 reply = self._reply(req_id, 0.0, "runtime", f"worker: {_short(e)}")
-            write_raw(self.proto_out, _HDR.pack(len(reply)) + reply)  # answer first, then clean
-            self._finish(pid, deadline)
+            why = None
+            try:
+                self._finish(pid, deadline)
+                why = self.changed(self.wipe_failures)
+            except Exception as e:  # noqa: BLE001
+                why = f"cleanup failed: {_short(e)}"
+            if why is not None:
+                # this worker's state is no longer the one every program must start from: the
+                # host replaces it (and re-queues what it had sent after this program)
+                reply = bytearray(reply)
+                reply[REPLY_HEAD.size - 1] |= RETIRE
+                sys.stderr.write(f"sandbox worker retiring: {why}\n")
+            write_raw(self.proto_out, _HDR.pack(len(reply)) + reply)
+            if why is not None:
+                return
             self._prefork()
 
 
-def _wipe_tree(path: str, device: int) -> None:
-    """Remove everything under ``path`` that lives on ``device``; never cross a mount point."""
+def _wipe_tree(base: str, device: int) -> int:
+    """Remove everything under ``base`` that lives on ``device``, never crossing a mount point;
+    returns how many entries could not be removed (directories leading to a mount point stay,
+    emptied, and are not counted). Walks by ``chdir``, one directory at a time: any depth and
+    any path length (a tree below a path longer than PATH_MAX included), no descriptor held
+    per level, no recursion."""
     try:
-        entries = list(os.scandir(path))
+        os.chdir(base)
     except OSError:
-        return
-    for entry in entries:
-        try:
-            st = entry.stat(follow_symlinks=False)
-            if not stat.S_ISDIR(st.st_mode):
-                os.unlink(entry.path)
-                continue
-            if st.st_dev != device:
-                continue  # a bind mount of the host: not ours to empty
+        return 1
+    failures = 0
+    names: list[str] = []  # the directories we are in, below base
+    skip: list[set[str]] = [set()]  # per level: entries to leave (mount points and failures)
+    try:
+        while True:
+            entered = False
             try:
-                os.rmdir(entry.path)  # the usual case: an empty scratch dir
+                entries = [e.name for e in os.scandir(".")]
+            except OSError:
+                entries = []
+                failures += 1
+            for name in entries:
+                if name in skip[-1]:
+                    continue
+                try:
+                    st = os.lstat(name)
+                    if not stat.S_ISDIR(st.st_mode):
+                        os.unlink(name)
+                        continue
+                    if st.st_dev != device:
+                        skip[-1].add(name)  # a bind mount of the host: not ours to empty
+                        continue
+                    try:
+                        os.rmdir(name)  # the usual case: an empty directory
+                        continue
+                    except OSError:
+                        pass
+                    try:
+                        os.chmod(name, 0o700)
+                    except OSError:
+                        pass
+                    os.chdir(name)
+                except OSError:
+                    skip[-1].add(name)
+                    failures += 1
+                    continue
+                names.append(name)
+                skip.append(set())
+                entered = True
+                break
+            if entered:
                 continue
-            except OSError:
-                pass
-            os.chmod(entry.path, 0o755)
-            _wipe_tree(entry.path, device)
+            if not names:
+                break
+            name = names.pop()
+            inner = skip.pop()
+            os.chdir("..")
+            if inner and all(n in inner for n in os.listdir(name)):
+                skip[-1].add(name)  # it leads to a mount point (or to a failure, counted)
+                continue
             try:
-                os.rmdir(entry.path)
+                os.rmdir(name)
             except OSError:
-                pass  # it leads to a bind mount: it stays, emptied
-        except OSError:
-            pass
+                skip[-1].add(name)
+                failures += 1
+    finally:
+        os.chdir("/")
+    return failures
 
 
 def main(cfg: dict) -> None:
@@ -1165,6 +1526,12 @@ def main(cfg: dict) -> None:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if cfg.get("launch"):
+        try:
+            cfg["launched"] = launch(cfg, [proto_in, proto_out])
+        except Exception as e:  # noqa: BLE001 - in C or the worker-to-be: report and leave
+            write_frame(proto_out, {"fatal": f"entering the sandbox's namespaces failed: {_short(e)}"})
+            os._exit(1)
     worker = Worker(cfg, proto_in, proto_out, devnull)
     try:
         fatal = worker.setup()

@@ -40,6 +40,16 @@ def _probes(outside: Path) -> list[tuple[str, str, str]]:
         ("read host environment",
          ("import os\nans = len([k for k in os.environ if k not in "
           "('HOME', 'TMPDIR', 'LANG', 'PATH')])"), "answer 0"),
+        # non-destructive: files are opened for writing, never written; the worker's limit is
+        # set to the value it already has
+        ("open a host kernel setting (/proc/sys) for writing",
+         "import os\nans = 0\nfor d, _, fs in os.walk('/proc/sys'):\n    for f in fs:\n"
+         "        try:\n            os.close(os.open(os.path.join(d, f), os.O_WRONLY))\n"
+         "            ans += 1\n        except OSError:\n            pass", "answer 0"),
+        ("change the worker's limits",
+         "import os, resource\np = os.getppid()\ntry:\n"
+         "    resource.prlimit(p, resource.RLIMIT_NOFILE, resource.prlimit(p, resource.RLIMIT_NOFILE))\n"
+         "    ans = 1\nexcept OSError:\n    ans = 0", "answer 0"),
     ]
 
 

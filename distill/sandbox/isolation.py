@@ -32,6 +32,14 @@ __all__ = [
 ]
 
 AUTO_ORDER = ("bwrap", "unshare", "none")
+# A root host: the unshare backend maps the sandbox to unprivileged host uids and runs programs
+# under a uid of their own; bwrap started by root would map the sandbox to host root.
+AUTO_ORDER_ROOT = ("unshare", "bwrap", "none")
+
+
+def auto_order() -> tuple[str, ...]:
+    """The backends ``isolation="auto"`` tries, strongest first, for this process's uid."""
+    return AUTO_ORDER_ROOT if os.geteuid() == 0 else AUTO_ORDER
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime")
 _DEV_NODES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
@@ -192,50 +200,56 @@ class BwrapIsolation:
                 cmd += ["--dev-bind", path, path]
             else:
                 cmd += ["--ro-bind", path, path]
-        cmd += ["--proc", "/proc", "--remount-ro", "/", "--chdir", "/", "--"]
+        # /proc read-only as a whole (bwrap makes /proc/sys read-only already): no program
+        # writes the worker's oom_score_adj, coredump_filter or comm
+        cmd += ["--proc", "/proc", "--remount-ro", "/proc", "--remount-ro", "/", "--chdir", "/",
+                "--"]
         return cmd + argv
 
 
+_NS_PROBE = """\
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+flags = [int(f) for f in sys.argv[1:]]
+why = []
+for f in flags:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if libc.unshare(f) == 0 else 10 + ctypes.get_errno())
+    st = os.waitpid(pid, 0)[1]
+    code = os.waitstatus_to_exitcode(st)
+    if code == 0:
+        sys.exit(0)
+    why.append(os.strerror(code - 10) if code >= 10 else f"status {code}")
+print("unshare(2) refused: " + "; ".join(why), file=sys.stderr)
+sys.exit(1)
+"""
+_ALL_NS = 0x10000000 | 0x20000 | 0x20000000 | 0x40000000 | 0x8000000 | 0x4000000
+_ALL_NS_NO_USER = _ALL_NS & ~0x10000000
+
+
 class UnshareIsolation:
-    """util-linux ``unshare``: new user (mapped to root), mount, pid, net, ipc and uts
-    namespaces; the worker then builds its read-only root and pivots into it."""
+    """The unshare(2) system call, made by the worker itself (no external binary): new user
+    (the sandbox's uid 0 is host uid ``uid_base``, its programs' uid 1 is ``uid_base + 1``;
+    an unprivileged host maps only its own uid), mount, pid, net, ipc and uts namespaces; the
+    worker builds its read-only root, pivots into it and mounts a read-only, processes-only
+    /proc. See ``_worker.launch``."""
 
     name = "unshare"
     worker_builds_root = True
 
-    def __init__(self) -> None:
-        self._flags: list[str] | None = None
-
     @property
     def namespaces(self) -> tuple[str, ...]:
-        user = ("user",) if self._flags is None or "--user" in self._flags else ()
-        return user + ("mount", "pid", "net", "ipc", "uts")
-
-    def binary(self) -> str | None:
-        return shutil.which("unshare")
+        return ("user", "mount", "pid", "net", "ipc", "uts")
 
     @functools.lru_cache(maxsize=1)  # noqa: B019
     def unavailable(self) -> str | None:
-        exe = self.binary()
-        if exe is None:
-            return "unshare (util-linux) is not installed"
-        variants = [["--user", "--map-root-user"]]
-        if os.geteuid() == 0:
-            variants.append([])  # a privileged container may refuse user namespaces only
-        reasons = []
-        for user in variants:
-            self._flags = user
-            why = _run_probe(self.wrap(["true"], [], 1))
-            if why is None:
-                return None
-            reasons.append(why)
-        self._flags = None
-        return "; ".join(reasons)
+        flags = [_ALL_NS] + ([_ALL_NS_NO_USER] if os.geteuid() == 0 else [])
+        return _run_probe([os.path.realpath(sys.executable), "-I", "-S", "-c", _NS_PROBE,
+                           *map(str, flags)])
 
     def wrap(self, argv: list[str], binds: list[tuple[str, str]], scratch_mb: int) -> list[str]:
-        user = self._flags if self._flags is not None else ["--user", "--map-root-user"]
-        return [self.binary() or "unshare", *user, "--mount", "--net", "--pid", "--ipc", "--uts",
-                "--fork", "--kill-child", "--propagation", "private", "--", *argv]
+        return list(argv)
 
 
 class NoIsolation:

@@ -49,7 +49,7 @@ from typing import Any
 
 from distill.sandbox.config import SandboxConfig
 from distill.sandbox.isolation import (
-    AUTO_ORDER,
+    auto_order,
     get_isolation,
     python_paths,
     sandbox_binds,
@@ -74,6 +74,7 @@ _HDR = struct.Struct("!I")
 _REQ_HEAD = struct.Struct("!QdIB")
 _REPLY_HEAD = struct.Struct("!QdB")
 _WORKER_KINDS = (None, "timeout", "memory", "runtime", "output_limit")
+_RETIRE = 0x80  # reply status bit: the worker stopped after this program; replace it
 _MAX_REPLY = 64 << 20
 _WORKER_SOURCE = Path(__file__).with_name("_worker.py")
 _BOOTSTRAP = """\
@@ -222,6 +223,7 @@ class _Worker:
             raise ValueError(f"sandbox worker sent a {size}-byte frame")
         raw = _read_exact(self.from_fd, size, deadline)
         req_id, duration, status = _REPLY_HEAD.unpack_from(raw)
+        retire, status = bool(status & _RETIRE), status & ~_RETIRE
         body = raw[_REPLY_HEAD.size:]
         if status == 0:
             try:
@@ -235,6 +237,7 @@ class _Worker:
         else:
             raise ValueError(f"unknown reply status {status}")
         reply["id"], reply["duration_s"] = req_id, duration
+        reply["retire"] = retire
         return reply
 
     def kill(self, graceful: bool = False) -> None:
@@ -414,7 +417,7 @@ class SandboxPool:
 
     def _choose_backend(self, kind: str) -> _Worker:
         cfg = self.config
-        names = AUTO_ORDER if cfg.isolation == "auto" else (cfg.isolation,)
+        names = auto_order() if cfg.isolation == "auto" else (cfg.isolation,)
         skipped: dict[str, str] = {}
         for name in names:
             backend = get_isolation(name)
@@ -443,7 +446,8 @@ class SandboxPool:
             preload = [m for m in preload if m in sys.stdlib_module_names]
         out = {
             "mode": backend.name,
-            "setup_root": backend.worker_builds_root,
+            "launch": backend.worker_builds_root,
+            "uid_base": cfg.uid_base,
             "binds": [list(b) for b in sandbox_binds()],
             "scratch_mb": cfg.scratch_mb,
             "scratch_dir": None,
@@ -480,6 +484,15 @@ class SandboxPool:
         cfg = self.config
         v = worker.layers
         layers: list[str] = []
+        layers.append(f"uids: {v.get('uid_mapping')}")
+        if v.get("program_uid_separate"):
+            layers.append("programs: own uid (no signal, prlimit, renice, ptrace or F_SETOWN "
+                          "over the worker), no capabilities"
+                          + (", a fresh IPC namespace each" if v.get("fresh_ipc") else ""))
+        else:
+            layers.append("programs: the worker's uid, no capabilities (seccomp refuses the "
+                          "same-uid controls over other processes and SysV IPC)")
+        layers.append(f"/proc: {v.get('proc')}")
         if backend.namespaces:
             layers.append(f"namespaces: {', '.join(backend.namespaces)} ({backend.name})")
             net = v.get("network")
@@ -491,10 +504,13 @@ class SandboxPool:
             layers.append("processes: own pid namespace; everything but the worker is killed "
                           "after each program")
         if v.get("seccomp"):
-            layers.append("seccomp: fork/exec/socket/ptrace/mount/namespaces/kill denied")
+            layers.append("seccomp: fork/exec/socket/ptrace/mount/namespaces/kill/SysV IPC "
+                          "denied; prlimit/renice/affinity/F_SETOWN only on the caller itself")
         if v.get("caps_dropped"):
             layers.append("capabilities: all dropped, no_new_privs")
-        nproc_note = " (processes: not enforced for host root)" if os.geteuid() == 0 else ""
+        nproc_note = (" (processes: not enforced for host root)"
+                      if os.geteuid() == 0 and not v.get("program_uid_separate")
+                      and v.get("uid_map") in (None, [[0, 0, 4294967295]], [[0, 0, 1]]) else "")
         layers.append(f"rlimits: cpu {cfg.timeout_s:g}+1 s, address space +{cfg.memory_mb} MiB, "
                       f"file size {cfg.fsize_mb} MiB, open files {cfg.nofile}, processes "
                       f"{cfg.nproc}{nproc_note}, no core")
@@ -671,6 +687,10 @@ class SandboxPool:
             self._replace(kind, slot)
             return ExecResult.failure("runtime", "sandbox protocol error; worker replaced",
                                       time.monotonic() - t0)
+        if reply.pop("retire"):
+            # the program changed its worker (limits, scheduling, a scratch area it could not
+            # empty): the worker stopped after answering; the next program gets a new one
+            self._replace(kind, slot)
         return build_result(reply, cfg.stdout_limit)
 
     def _replace(self, kind: str, slot: int) -> None:
