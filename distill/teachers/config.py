@@ -45,7 +45,9 @@ class SamplingConfig(_Model):
     stop: list[str] = Field(
         default_factory=list,
         description="Stop strings added to the template's own (base prompts stop before the "
-        "next 'Problem:' by themselves).",
+        "next 'Problem:' by themselves). Every engine cuts the stored completion before the "
+        "first of them; the openai engine sends a server the first four (the OpenAI API's "
+        "limit) and cuts at the others itself.",
     )
     seed: int = Field(
         0,
@@ -86,10 +88,17 @@ class OpenAIEngineConfig(_Model):
         "token; never logged or written). None, or the variable unset: no Authorization header.",
     )
     max_concurrency: int = Field(8, ge=1, description="Requests in flight per actor.")
-    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout, seconds.")
+    timeout_s: float = Field(120.0, gt=0, description="Longest wait for connecting and for "
+                             "each read of a reply, seconds.")
+    deadline_s: float = Field(
+        600.0, gt=0, description="Longest one attempt may take from sending the request to the "
+        "reply's last byte, seconds (a server that trickles bytes is cut off here; retried "
+        "like a timeout)."
+    )
     max_retries: int = Field(
-        4, ge=0, description="Retries after the first try on 429, 5xx, timeouts and connection "
-        "errors (other 4xx fail at once)."
+        4, ge=0, description="Retries after the first try on 429, 5xx, timeouts, deadlines, "
+        "connection errors and replies without content (other 4xx, TLS errors and malformed "
+        "replies fail at once)."
     )
     backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles each retry.")
     backoff_max_s: float = Field(30.0, ge=0, description="Longest retry delay (also caps a "
@@ -97,6 +106,10 @@ class OpenAIEngineConfig(_Model):
     extra_body: dict[str, Any] = Field(
         default_factory=dict,
         description="Merged into every request body (e.g. {top_k: 20} for a vLLM server).",
+    )
+    check_server: bool = Field(
+        True, description="Before a run, GET <base_url>/models once and refuse to start, "
+        "naming the URL and what failed, when the server cannot be used."
     )
 
     @field_validator("base_url")
@@ -110,18 +123,18 @@ class OpenAIEngineConfig(_Model):
 class VLLMEngineConfig(_Model):
     """``vllm``: ``ray.data.llm`` with ``vLLMEngineProcessorConfig`` (GPU clusters only)."""
 
-    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine replica (TP).")
+    tensor_parallel_size: int = Field(1, ge=1, description="Tensor-parallel workers per engine "
+                                      "replica (one GPU each).")
     pipeline_parallel_size: int = Field(1, ge=1, description="Pipeline stages per replica.")
-    concurrency: int = Field(1, ge=1, description="Engine replicas (data parallel).")
+    concurrency: int = Field(
+        1, ge=1, description="Engine replicas (data parallel), a fixed number; "
+        "ray.resources.generate.concurrency, when set, gives it instead (they may not differ)."
+    )
     batch_size: int = Field(64, ge=1, description="Rows per batch sent to an engine replica.")
     max_model_len: int = Field(4096, ge=128, description="Context length the engine allocates.")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Share of GPU memory.")
     max_concurrent_batches: int = Field(8, ge=1, description="Batches in flight per replica.")
     accelerator_type: str | None = Field(None, description="e.g. 'A10G', 'H100'; None: any GPU.")
-    chunk_rows: int = Field(
-        4096, ge=1, description="Multi-call strategies: rows taken through all their rounds "
-        "(and committed) at a time; single-call strategies stream."
-    )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Further vLLM engine arguments (merged last)."
     )
@@ -167,6 +180,12 @@ class GenerateConfig(_Model):
         32, ge=1,
         description="Rows per Ray Data batch; each verified batch is committed as one shard.",
     )
+    stop_after_failures: int | None = Field(
+        20, ge=1,
+        description="Stop the run after this many consecutive rows whose generation failed "
+        "with the same kind of error (e.g. HTTP 422 for every request); the engine stops "
+        "sending such requests too. None: never stop early.",
+    )
     hf: HFEngineConfig = Field(default_factory=HFEngineConfig)
     openai: OpenAIEngineConfig = Field(default_factory=OpenAIEngineConfig)
     vllm: VLLMEngineConfig = Field(default_factory=VLLMEngineConfig)
@@ -201,10 +220,11 @@ class GenerateConfig(_Model):
         return self
 
     def fingerprint(self) -> dict[str, Any]:
-        """What decides a row's content: a re-run into the same output must match it.
+        """What decides a row's content and which rows a run makes: a re-run into the same
+        output must match it (the stage adds the problem set and the sandbox's limits).
 
-        Batch sizes, concurrency, timeouts, the server URL and the sample count are left out:
-        they change how rows are produced, not what a row is."""
+        Batch sizes, concurrency, timeouts and retries, the server URL and the early stop are
+        left out: they change how rows are produced, not what a row is."""
         from distill.teachers.strategies import get_strategy
 
         strategy = get_strategy(self.strategy)
@@ -213,10 +233,12 @@ class GenerateConfig(_Model):
             "engine": self.engine,
             "model": self.model,
             "chat": self.chat,
+            "samples": self.samples,
             "sampling": self.sampling.model_dump(mode="json"),
             "num_demos": self.num_demos,
             "kpdd_mode": self.kpdd_mode if strategy.family == "kpdd" else None,
             "format_fix": self.format_fix if strategy.family == "fltt" else None,
             "constants": self.constants,
+            "rel_tol": self.rel_tol,
             "templates": strategy.template_digest(self),
         }

@@ -12,8 +12,13 @@ Nothing can be downloaded in CI, so tests and benchmarks need teachers they buil
   real request and response shapes. Replies come from a transformers model (``model_dir``,
   served through the ``hf`` engine) or from a ``responder`` function (scripted teachers).
   Faults on demand: the first N requests fail with a status (429 with ``Retry-After``, 503,
-  ...) or with a dropped connection, every reply can be delayed (a slow server), an API key
-  can be required (401 otherwise). Every request body is recorded.
+  ...) or with a dropped connection, every reply can be delayed (a slow server) or trickled a
+  byte at a time (a server that never stops sending), a responder returning None gives a
+  completion of ``null``, ``GET /v1/models`` can answer another status, an API key can be
+  required (401 otherwise). Every request body is recorded.
+
+The ``vllm`` engine's CPU stand-in (its processor with the engine stage scripted) is in
+:mod:`distill.teachers.testing_vllm` (it imports Ray's LLM stages).
 
 ``python -m distill.teachers.testing --model DIR [--port 8000]`` serves a local model folder
 (for trying the ``openai`` engine without a real server).
@@ -66,7 +71,7 @@ def build_tiny_lm(out_dir: str | Path, *, hidden_size: int = 64, layers: int = 2
     return str(out)
 
 
-Responder = Callable[[str, dict], str]  # (endpoint "chat" | "completions", request body) -> text
+Responder = Callable[[str, dict], "str | None"]  # (endpoint, request body) -> text (None: null)
 
 
 class TeacherServer:
@@ -76,7 +81,7 @@ class TeacherServer:
     def __init__(self, responder: Responder | None = None, *, model_dir: str | None = None,
                  api_key: str | None = None, fail_first: int = 0, fail_status: int = 503,
                  retry_after: float | None = None, drop_first: int = 0, delay_s: float = 0.0,
-                 port: int = 0):
+                 trickle_s: float = 0.0, models_status: int = 200, port: int = 0):
         if (responder is None) == (model_dir is None):
             raise ValueError("give a responder or a model_dir (one of them)")
         self.responder = responder
@@ -85,6 +90,9 @@ class TeacherServer:
         self.fail_first, self.fail_status, self.retry_after = fail_first, fail_status, retry_after
         self.drop_first = drop_first
         self.delay_s = delay_s
+        self.trickle_s = trickle_s  # > 0: the reply body goes out one byte per trickle_s
+        self.models_status = models_status
+        self.models_requests = 0  # GET /v1/models served
         self.requests: list[tuple[str, dict]] = []  # (endpoint, body) of every accepted request
         self.statuses: list[int] = []  # status of every reply, in order (0: connection dropped)
         self._lock = threading.Lock()
@@ -144,7 +152,7 @@ class TeacherServer:
         if self.responder is not None:
             text = self.responder(endpoint, body)
             prompt = body.get("prompt") or json.dumps(body.get("messages"))
-            tin, tout, finish = len(str(prompt).split()), len(text.split()), "stop"
+            tin, tout, finish = len(str(prompt).split()), len((text or "").split()), "stop"
         else:
             text, tin, tout, finish = self._model_reply(endpoint, body)
         usage = {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}
@@ -176,7 +184,13 @@ class TeacherServer:
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(data)
+                if server.trickle_s and status == 200:
+                    for i in range(len(data)):
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(server.trickle_s)
+                else:
+                    self.wfile.write(data)
 
             def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
                 self._send(status, {"error": {"message": message, "type": "invalid_request_error",
@@ -193,6 +207,10 @@ class TeacherServer:
             def do_GET(self) -> None:  # noqa: N802
                 if self.path.rstrip("/") != "/v1/models":
                     return self._error(404, f"no route {self.path}")
+                with server._lock:
+                    server.models_requests += 1
+                if server.models_status != 200:
+                    return self._error(server.models_status, "models are not available")
                 if self._authorized():
                     self._send(200, {"object": "list", "data": [
                         {"id": server.model_dir or "scripted", "object": "model", "owned_by": "test"}]})
@@ -236,8 +254,8 @@ class TeacherServer:
                     return self._error(500, f"{type(e).__name__}: {e}")
                 try:
                     self._send(200, reply)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (its timeout)
+                except (BrokenPipeError, ConnectionResetError, OSError):
+                    pass  # the client gave up (its timeout or deadline)
 
         return Handler
 

@@ -14,7 +14,15 @@ Dataset (``dataset_level = True``); it has no in-process ``generate``.
 
 Registry: :func:`register_engine` (a duplicate name raises), :func:`get_engine_class` (an
 unknown name raises :class:`UnknownEngineError` listing the valid ones), :func:`build_engine`.
-Engines import torch / transformers / vllm only when built.
+Engines import torch / transformers / vllm only when built. An engine class may have a
+``check_ready(config)`` static method that the stage calls once before a run (the openai
+engine asks its server for ``/models``); it raises :class:`TeacherUnavailableError`.
+
+Failed requests carry an error text that starts with its *kind* (``"HTTP 500: ..."``,
+``"connection error (ConnectionRefusedError): ..."``): :func:`error_kind` reads it back, so
+the stage can count failures by kind and stop a run whose requests all fail the same way.
+Stop strings are cut from completions by one function, :func:`truncate_at_stop`, for every
+engine (servers and vLLM's detokenizer may leave them in).
 """
 
 from __future__ import annotations
@@ -31,9 +39,11 @@ __all__ = [
     "Engine",
     "GenRequest",
     "GenResult",
+    "TeacherUnavailableError",
     "UnknownEngineError",
     "build_engine",
     "engine_names",
+    "error_kind",
     "get_engine_class",
     "register_engine",
 ]
@@ -78,6 +88,11 @@ class Engine(Protocol):
 
 class UnknownEngineError(ValueError):
     pass
+
+
+class TeacherUnavailableError(RuntimeError):
+    """The teacher cannot be used at all (checked once before a run): the message names what
+    was tried (the URL) and what failed."""
 
 
 _REGISTRY: dict[str, type] = {}
@@ -132,6 +147,14 @@ def stop_strings(prompt: Prompt, sampling: SamplingConfig, chat: bool) -> list[s
         if s and s not in out:
             out.append(s)
     return out
+
+
+def error_kind(error: str | None) -> str:
+    """The kind of a failed request's error text: what comes before its first ``": "``
+    (``"HTTP 500"``, ``"timeout"``, ``"connection error (ConnectionRefusedError)"``, ...)."""
+    if not error:
+        return "unknown"
+    return error.split(": ", 1)[0].strip()[:80] or "unknown"
 
 
 def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:

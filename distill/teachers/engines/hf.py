@@ -94,7 +94,7 @@ class HFEngine:
                     out = self._generate_batch([texts[i] for i in idx], [requests[i] for i in idx],
                                                list(stops), sampling)
                 except (RuntimeError, ValueError) as e:  # OOM, bad input: the batch's rows fail
-                    out = [GenResult(None, error=f"generate failed: {type(e).__name__}: {e}"[:500])
+                    out = [GenResult(None, error=f"generate failed ({type(e).__name__}): {e}"[:500])
                            for _ in idx]
                     if self.device == "cuda":
                         torch.cuda.empty_cache()
