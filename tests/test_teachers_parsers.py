@@ -313,7 +313,10 @@ def test_config_validation_and_fingerprint():
     with pytest.raises(ValueError):
         GenerateConfig(model="m", unknown_key=1)
     a = GenerateConfig(model="m", strategy="pot")
-    assert a.fingerprint() == a.model_copy(update={"batch_size": 3, "samples": 5}).fingerprint()
-    assert a.fingerprint() != a.model_copy(update={"model": "other"}).fingerprint()
+    same = {"batch_size": 3, "stop_after_failures": None, "vllm": {"concurrency": 4},
+            "openai": {"base_url": "http://10.0.0.1:9000/v1", "timeout_s": 5.0, "max_retries": 0}}
+    assert a.fingerprint() == GenerateConfig(model="m", strategy="pot", **same).fingerprint()
+    for change in ({"model": "other"}, {"samples": 5}, {"rel_tol": 1e-3}):
+        assert a.fingerprint() != a.model_copy(update=change).fingerprint(), change
     kp = GenerateConfig(model="m", strategy="kpdd_pot")
     assert kp.fingerprint() != kp.model_copy(update={"kpdd_mode": "one_call"}).fingerprint()

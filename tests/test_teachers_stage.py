@@ -344,3 +344,137 @@ def test_multi_call_strategies_through_the_openai_engine(tmp_path):
     meta = json.loads(fl_rows[0]["meta"])
     assert meta["check"]["format_fixed"] and meta["check"]["original_equation"].endswith("boxes")
     assert {r["equation"] for r in fl_rows} == {json.loads(p["meta"])["masked_equation"] for p in problems}
+
+
+@pytest.mark.ray
+def test_ray_run_stops_early_and_releases_its_actors(ray_local, tmp_path):
+    """Every request fails the same way: the Ray pipeline is stopped after
+    stop_after_failures rows (GenerationFailedError, the summary written), and the next run
+    on the same Ray cluster works."""
+    from distill.teachers.stage import GenerationFailedError
+
+    with TeacherServer(lambda e, b: "x", fail_first=10**6, fail_status=422) as srv:
+        cfg = _config(srv.url, batch_size=2, stop_after_failures=3, max_concurrency=1)
+        with pytest.raises(GenerationFailedError, match=r"stopped early.*HTTP 422") as e:
+            generate_dataset(PROBLEMS, cfg, tmp_path / "out", sandbox=SANDBOX)
+        assert srv.statuses.count(422) == 3
+    assert e.value.summary["stopped"] and e.value.summary["generated"] < len(PROBLEMS)
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["stopped"]
+    with TeacherServer(ScriptedTeacher(PROBLEMS[:4])) as srv:
+        ok = generate_dataset(PROBLEMS[:4], _config(srv.url), tmp_path / "ok", sandbox=SANDBOX)
+    assert ok["correct"] == 4
+
+
+# ------------------------------------------------------------- failing teachers (CLI)
+def _cli():
+    app = typer.Typer()
+    app.command()(generate_command)
+    return app, CliRunner()
+
+
+def _synthetic_args(out: Path, url: str, *extra: str) -> list[str]:
+    return ["--data", "synthetic", "--split", "train", "--limit", "4", "--out", str(out),
+            "--local", "--model", "scripted-teacher", "--base-url", url, *extra]
+
+
+def test_cli_refuses_a_server_that_is_down(tmp_path):
+    with TeacherServer(lambda e, b: "ans = 1") as srv:
+        url = srv.url  # the server is stopped when the block ends: its port refuses
+    app, runner = _cli()
+    t0 = time.perf_counter()
+    res = runner.invoke(app, _synthetic_args(tmp_path / "out", url))
+    assert res.exit_code == 2, res.output
+    assert f"{url}/models" in res.stderr and "ConnectionRefusedError" in res.stderr
+    assert time.perf_counter() - t0 < 10  # no per-row retries
+    assert not list((tmp_path / "out").glob("rationales/*.parquet"))
+
+
+def test_cli_stops_early_when_every_request_fails_the_same_way(tmp_path):
+    """A server that answers 422 to every request (an unsupported field): the run stops after
+    stop_after_failures rows, prints the error kinds and exits 1."""
+    app, runner = _cli()
+    (tmp_path / "gen.yaml").write_text("stop_after_failures: 3\nbatch_size: 2\n"
+                                       "openai: {max_retries: 2, backoff_s: 0.01, max_concurrency: 1}\n")
+    with TeacherServer(lambda e, b: "ans = 1", fail_first=10**6, fail_status=422) as srv:
+        res = runner.invoke(app, _synthetic_args(tmp_path / "out", srv.url, "--limit", "30",
+                                                 "--config", str(tmp_path / "gen.yaml")))
+        sent, checks = srv.statuses.count(422), srv.models_requests
+    assert res.exit_code == 1, res.output
+    assert (checks, sent) == (1, 3)  # one check; the engine stopped sending after three failures
+    assert "stopped early: the last 4 rows failed with the same error (HTTP 422" in res.stderr
+    assert "generation error: 4 x HTTP 422" in res.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["generated"] == 4 and summary["generation_errors"] == {"HTTP 422": 4}
+
+
+def test_cli_exits_nonzero_when_nothing_was_generated(tmp_path):
+    """Fewer failures than stop_after_failures, but not one completion: exit 1, the kinds
+    printed; the same run with a working teacher exits 0."""
+    app, runner = _cli()
+    with TeacherServer(lambda e, b: "ans = 1", fail_first=10**6, fail_status=500) as srv:
+        cfg = tmp_path / "gen.yaml"
+        cfg.write_text("openai: {max_retries: 1, backoff_s: 0.01}\n")
+        res = runner.invoke(app, _synthetic_args(tmp_path / "out", srv.url, "--config", str(cfg),
+                                                 "--json"))
+    assert res.exit_code == 1, res.output
+    assert "no completion was made for any of the 4 rows" in res.stderr
+    assert "HTTP 500 x4" in res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["generation_errors"] == {"HTTP 500": 4}
+    with TeacherServer(lambda e, b: "```python\nans = 1\n```") as srv:
+        again = runner.invoke(app, _synthetic_args(tmp_path / "out", srv.url, "--config", str(cfg)))
+    assert again.exit_code == 0, again.output
+    assert "generation error" not in again.stdout
+
+
+# ----------------------------------------------------------- a reused --out (fingerprint)
+def test_cli_refuses_an_out_folder_made_for_other_problems_or_settings(tmp_path):
+    app, runner = _cli()
+    out = tmp_path / "out"
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"question": p["question"], "answer": p["answer"]}) + "\n"
+                             for p in PROBLEMS[:4]))
+    (tmp_path / "tol.yaml").write_text("rel_tol: 0.001\n")
+    with TeacherServer(lambda e, b: "```python\nans = 1\n```") as srv:
+        first = runner.invoke(app, _synthetic_args(out, srv.url))
+        assert first.exit_code == 0, first.output
+        same = runner.invoke(app, _synthetic_args(out, srv.url, "--json"))
+        assert same.exit_code == 0 and json.loads(same.stdout.strip().splitlines()[-1])["reused"] == 4
+        cases = {
+            "split": (["--split", "test"], "problems: synthetic:train, first 4: 4 problems "),
+            "limit": (["--limit", "5"], "4 problems (digest"),
+            "dataset": (["--data", str(other)], "another dataset, split or --limit"),
+            "samples": (["--samples", "2"], "samples: 1 there, 2 now"),
+            "tolerance": (["--config", str(tmp_path / "tol.yaml")], "rel_tol: 0.0001 there, 0.001 now"),
+        }
+        asked = len(srv.requests)
+        for name, (extra, message) in cases.items():
+            res = runner.invoke(app, _synthetic_args(out, srv.url, *extra))
+            assert res.exit_code == 2, (name, res.output)
+            if name == "split":
+                assert "synthetic:test, first 4: 4 (digest" in res.stderr
+            assert "holds rows generated with another configuration" in res.stderr, name
+            assert message in res.stderr, (name, res.stderr)
+        assert len(srv.requests) == asked  # nothing was generated into the folder
+    stage = json.loads((out / "stage.json").read_text())
+    assert stage["problems"] == "synthetic:train, first 4" and stage["fingerprint"]["problems"]["count"] == 4
+
+
+def test_refuses_other_sandbox_limits_but_not_another_pool_size(tmp_path):
+    problems = PROBLEMS[:3]
+    with TeacherServer(ScriptedTeacher(problems)) as srv:
+        cfg = _config(srv.url)
+        generate_dataset(problems, cfg, tmp_path / "out", sandbox=SANDBOX, local=True)
+        again = generate_dataset(problems, cfg, tmp_path / "out", local=True,
+                                 sandbox=SANDBOX.model_copy(update={"workers": 2}))
+        assert again["reused"] == 3
+        with pytest.raises(StageMismatchError, match=r"sandbox.timeout_s: 1.0 there, 3.0 now"):
+            generate_dataset(problems, cfg, tmp_path / "out", local=True,
+                             sandbox=SANDBOX.model_copy(update={"timeout_s": 3.0}))
+        with pytest.raises(StageMismatchError, match=r"sandbox.memory_mb: 512 there, 256 now"):
+            generate_dataset(problems, cfg, tmp_path / "out", local=True,
+                             sandbox=SANDBOX.model_copy(update={"memory_mb": 256}))
+        # a strategy whose verdicts do not run programs ignores the sandbox
+        cot = _config(srv.url, strategy="cot")
+        generate_dataset(problems, cot, tmp_path / "cot", local=True, sandbox=SANDBOX)
+        generate_dataset(problems, cot, tmp_path / "cot", local=True,
+                         sandbox=SANDBOX.model_copy(update={"timeout_s": 3.0}))

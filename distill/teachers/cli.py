@@ -1,7 +1,12 @@
 """`mathdistill generate`: the typer command (mounted by distill.cli). Parses options into a
 :class:`~distill.teachers.config.GenerateConfig` (a ``--config`` YAML file, options given on the
 command line overriding it), loads the problems, runs the stage, prints progress to stderr and
-the summary at the end."""
+the summary at the end (with the generation errors by kind).
+
+Exit status: 0 when the run made its rows (some may have failed: a re-run retries them); 1
+when it stopped early (``stop_after_failures`` rows in a row failed the same way) or made no
+completion at all; 2 when it could not start (bad options or config, an ``--out`` folder made
+with another configuration or problem set, a teacher server that cannot be used)."""
 
 from __future__ import annotations
 
@@ -48,7 +53,8 @@ def generate_command(
     from distill.cli import _fail, _load, _source
     from distill.config import ConfigError, validate_config
     from distill.teachers.config import GenerateConfig
-    from distill.teachers.stage import StageMismatchError, generate_dataset
+    from distill.teachers.engines import TeacherUnavailableError
+    from distill.teachers.stage import GenerationFailedError, StageMismatchError, generate_dataset
 
     base: dict[str, Any] = {}
     if config is not None:
@@ -88,20 +94,30 @@ def generate_command(
         if not ray.is_initialized():
             ray.init(**ray_cfg.init_kwargs(), log_to_driver=False)
         resources, verify_resources = ray_cfg.for_stage("generate"), ray_cfg.for_stage("verify")
+    label = source.label + (f", first {limit}" if limit is not None else "")
+    failed: GenerationFailedError | None = None
     try:
         summary = generate_dataset(loaded.problems, cfg, out, resources=resources,
-                                   verify_resources=verify_resources, progress=log, local=local)
-    except (StageMismatchError, ValueError) as e:
+                                   verify_resources=verify_resources, progress=log, local=local,
+                                   problems_label=label)
+    except GenerationFailedError as e:
+        failed, summary = e, e.summary
+    except (StageMismatchError, TeacherUnavailableError, ValueError) as e:
         _fail(str(e))
     summary = {"dataset": source.label, **summary}
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))
-        return
-    for key in ("dataset", "strategy", "engine", "model", "rows", "correct", "wrong", "error",
-                "unparsable", "pass_rate", "generation_failed", "generated", "reused",
-                "tokens_in", "tokens_out", "rows_per_s"):
-        typer.echo(f"{key:>18}: {summary[key]}")
-    typer.echo(f"{'rationales':>18}: {out / 'rationales'}")
+    else:
+        for key in ("dataset", "strategy", "engine", "model", "rows", "correct", "wrong", "error",
+                    "unparsable", "pass_rate", "generation_failed", "generated", "reused",
+                    "tokens_in", "tokens_out", "rows_per_s"):
+            typer.echo(f"{key:>18}: {summary[key]}")
+        for kind, n in summary["generation_errors"].items():
+            typer.echo(f"{'generation error':>18}: {n} x {kind}")
+        typer.echo(f"{'rationales':>18}: {out / 'rationales'}")
+    if failed is not None:
+        typer.echo(f"error: {failed}", err=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:  # `python -m distill.teachers.cli --data ...` without the mounted CLI

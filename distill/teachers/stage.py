@@ -7,7 +7,7 @@ and returns a summary.
 
 Output layout under ``out_dir`` (a local folder or a pyarrow filesystem URI)::
 
-    stage.json                      the config's fingerprint (what decides a row's content)
+    stage.json                      the run's fingerprint (what decides which rows and their content)
     rationales/part-RRRRR-SSSSSS.parquet   one shard per verified batch: run R, batch S
     summary.json                    the summary of the last run
 
@@ -17,22 +17,38 @@ the keys already committed and asks the teacher only for the others, plus the ro
 generation failed (the engine gave up after its retries: ``completion`` null); a later shard's
 row replaces an earlier one with the same key, and at the end every superseded row is removed
 from its shard, so the output holds each key once. A run killed at any point loses only the
-batches in flight. A re-run with another fingerprint (model, strategy, sampling, templates,
-...) into the same folder is refused rather than mixed. One run at a time per folder: two
-concurrent runs into one folder are not guarded against.
+batches in flight. A re-run with another fingerprint into the same folder is refused
+(:class:`StageMismatchError`, naming what differs) rather than mixed: the config's
+(:meth:`GenerateConfig.fingerprint`: model, strategy, samples, sampling, templates,
+tolerance, ...), the problem set's (how many, and a digest of their ids, questions and
+answers: another dataset, split or ``--limit`` differs) and, for program strategies, the
+sandbox limits that decide verdicts. One run at a time per folder: two concurrent runs into
+one folder are not guarded against.
+
+Before a run the engine is checked once (``check_ready``: the openai engine asks its server
+for ``/models``); a teacher that cannot be used raises
+:class:`~distill.teachers.engines.TeacherUnavailableError` before anything is sent. During a
+run, ``config.stop_after_failures`` consecutive rows whose generation failed with the same
+kind of error stop it early. A run that stopped early, or made no completion at all although
+it had rows to make, raises :class:`GenerationFailedError` (its ``summary`` written first,
+with ``generation_errors``: failed rows by error kind).
 
 The pipeline: ``ray.data`` from the work items -> in-process engines (hf, openai): one
 ``map_batches`` actor pool, each actor building its engine (and a sandbox pool for PoT
-programs) once, generating and verifying each batch; ``vllm``: ``ray.data.llm`` processors,
-then a verify actor pool -> the driver commits each finished batch as it streams out.
+programs) once, generating and verifying each batch; ``vllm``: one actor pool of engine
+replicas (:func:`distill.teachers.engines.vllm.run_dataset`; every round of a multi-call
+strategy inside it), then a verify actor pool -> the driver commits each finished batch as it
+streams out.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
@@ -49,6 +65,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GenerateUDF",
+    "GenerationFailedError",
     "OutputStore",
     "StageMismatchError",
     "VerifyUDF",
@@ -77,7 +94,73 @@ class StageMismatchError(ValueError):
     """The output folder holds rows made with another configuration."""
 
 
+class GenerationFailedError(RuntimeError):
+    """The run stopped early, or made no completion although it had rows to make. ``summary``
+    is the run's summary (also in ``summary.json``), failures counted by kind in
+    ``generation_errors``."""
+
+    def __init__(self, message: str, summary: dict[str, Any]):
+        super().__init__(message)
+        self.summary = summary
+
+
+_SANDBOX_VERDICT_FIELDS = (
+    "timeout_s", "memory_mb", "stdout_limit", "isolation", "ast_check", "allowed_imports",
+    "seccomp", "scratch_mb", "fsize_mb", "nofile", "nproc", "max_code_chars", "max_answer_chars",
+)
+
+
+def problems_identity(problems: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The problem set's part of the fingerprint: how many, and a digest of every problem's id,
+    question and gold answer (order-free), so another dataset, split or limit differs."""
+    h = hashlib.sha256()
+    for pid, question, answer, raw in sorted(
+            (str(p["id"]), str(p["question"]), str(p.get("answer")), str(p.get("answer_raw")))
+            for p in problems):
+        h.update(json.dumps([pid, question, answer, raw], ensure_ascii=False).encode())
+    return {"count": len(problems), "digest": h.hexdigest()[:16]}
+
+
+def sandbox_identity(sandbox: SandboxConfig | None, config: GenerateConfig) -> dict[str, Any] | None:
+    """The sandbox limits that decide a program's verdict (a timeout, a memory limit, what may
+    be imported ...), for strategies whose output is a program; None otherwise. Pool sizes
+    and start-up settings are left out: they change how fast programs run, not what they give."""
+    from distill.teachers.strategies import get_strategy
+
+    if get_strategy(config.strategy).output != "program":
+        return None
+    if sandbox is None:
+        from distill.sandbox import SandboxConfig
+
+        sandbox = SandboxConfig()
+    dumped = sandbox.model_dump(mode="json")
+    return {k: dumped[k] for k in _SANDBOX_VERDICT_FIELDS if k in dumped}
+
+
+def stage_fingerprint(config: GenerateConfig, problems: Sequence[Mapping[str, Any]],
+                      sandbox: SandboxConfig | None) -> dict[str, Any]:
+    """What a re-run into the same folder must match (see the module docstring)."""
+    return {**config.fingerprint(), "problems": problems_identity(problems),
+            "sandbox": sandbox_identity(sandbox, config)}
+
+
 # --------------------------------------------------------------------------------- storage
+def _difference(key: str, theirs: Mapping[str, Any], mine: Mapping[str, Any],
+                labels: tuple[str | None, str | None] = (None, None)) -> str:
+    if key not in theirs:
+        return f"{key}: not recorded there (an older version made it), {mine.get(key)!r} now"
+    a, b = theirs.get(key), mine.get(key)
+    if key == "problems" and isinstance(a, dict) and isinstance(b, dict):
+        there, now = (f"{label}: " if label else "" for label in labels)
+        return (f"problems: {there}{a.get('count')} problems (digest {a.get('digest')}) there, "
+                f"{now}{b.get('count')} (digest {b.get('digest')}) now -- another dataset, "
+                "split or --limit")
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        return "; ".join(f"{key}.{k}: {a.get(k)!r} there, {b.get(k)!r} now" for k in keys)
+    return f"{key}: {a!r} there, {b!r} now"
+
+
 @dataclass
 class _Existing:
     """Committed rows: key -> (shard name, generation failed), latest shard winning."""
@@ -133,18 +216,23 @@ class OutputStore:
         self._write_bytes(f"{self.root}/{name}",
                           json.dumps(obj, indent=2, ensure_ascii=False, default=str).encode())
 
-    def check_fingerprint(self, config: GenerateConfig) -> None:
-        """Refuse a folder made with another fingerprint; record it in a new folder."""
-        mine = config.fingerprint()
+    def check_fingerprint(self, config: GenerateConfig, fingerprint: dict[str, Any] | None = None,
+                          problems_label: str | None = None) -> None:
+        """Refuse a folder made with another fingerprint (default: the config's alone; the
+        stage passes :func:`stage_fingerprint`); record it in a new folder."""
+        mine = config.fingerprint() if fingerprint is None else fingerprint
         stored = self._read_json(STAGE_FILE)
         if stored is None:
-            self.write_json(STAGE_FILE, {"fingerprint": mine,
-                                         "config": config.model_dump(mode="json")})
+            record = {"fingerprint": mine, "config": config.model_dump(mode="json")}
+            if problems_label:
+                record["problems"] = problems_label
+            self.write_json(STAGE_FILE, record)
             return
         theirs = stored.get("fingerprint", {})
         diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if diff:
-            shown = "; ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} now" for k in diff)
+            labels = (stored.get("problems"), problems_label)
+            shown = "; ".join(_difference(k, theirs, mine, labels) for k in diff)
             raise StageMismatchError(
                 f"{self.uri} holds rows generated with another configuration ({shown}); "
                 "use another --out folder")
@@ -302,16 +390,36 @@ class VerifyUDF:
 
 
 # -------------------------------------------------------------------------------- the stage
+def failure_kinds(table: pa.Table) -> list[str | None]:
+    """Per row: the kind of error its generation failed with
+    (:func:`~distill.teachers.engines.error_kind`), or None when it has a completion."""
+    from distill.teachers.engines import error_kind
+
+    if table.num_rows == 0:
+        return []
+    out: list[str | None] = []
+    for completion, meta in zip(table.column("completion").to_pylist(),
+                                table.column("meta").to_pylist()):
+        if completion is not None:
+            out.append(None)
+            continue
+        calls = json.loads(meta or "{}").get("calls") or []
+        failed = next((c.get("error") for c in calls if c.get("error")), None)
+        out.append(error_kind(failed))
+    return out
+
+
 def _counts(table: pa.Table) -> dict[str, Any]:
     verdicts = table.column("verdict").to_pylist() if table.num_rows else []
     counts = {v: verdicts.count(v) for v in VERDICTS}
     n = len(verdicts)
-    completions = table.column("completion").to_pylist() if n else []
+    kinds = Counter(k for k in failure_kinds(table) if k is not None)
     return {
         "rows": n,
         **counts,
         "pass_rate": round(counts["correct"] / n, 6) if n else 0.0,
-        "generation_failed": sum(1 for c in completions if c is None),
+        "generation_failed": sum(kinds.values()),
+        "generation_errors": dict(kinds.most_common()),
         "tokens_in": int(sum(x or 0 for x in table.column("tokens_in").to_pylist())) if n else 0,
         "tokens_out": int(sum(x or 0 for x in table.column("tokens_out").to_pylist())) if n else 0,
     }
@@ -347,21 +455,16 @@ def _ray_batches(items: list[dict[str, Any]], config: GenerateConfig, sandbox: s
     cfg = config.model_dump_json()
     size = config.batch_size
     engine_cls = get_engine_class(config.engine)
-    verify_kw = dict(batch_size=size, batch_format="pyarrow",
-                     compute=ray.data.ActorPoolStrategy(size=_workers(verify_resources)),
-                     **_ray_kwargs(verify_resources))
     if engine_cls.dataset_level:
         chat = engine_cls.resolve_chat(config)
-        from distill.teachers.strategies import get_strategy
-
-        chunk = (config.vllm.chunk_rows if get_strategy(config.strategy).max_calls > 1
-                 else len(items) or 1)
-        for part in _batches(items, chunk):
-            ds = ray.data.from_arrow([_items_table(b) for b in _batches(part, size)])
-            ds = engine_cls.run_dataset(ds, config, chat)
-            ds = ds.map_batches(VerifyUDF, fn_constructor_kwargs={"config": cfg, "sandbox": sandbox,
-                                                                  "chat": chat}, **verify_kw)
-            yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
+        ds = ray.data.from_arrow([_items_table(b) for b in _batches(items, size)])
+        ds = engine_cls.run_dataset(ds, config, chat, resources=resources)
+        ds = ds.map_batches(VerifyUDF, fn_constructor_kwargs={"config": cfg, "sandbox": sandbox,
+                                                              "chat": chat},
+                            batch_size=size, batch_format="pyarrow",
+                            compute=ray.data.ActorPoolStrategy(size=_workers(verify_resources)),
+                            **_ray_kwargs(verify_resources))
+        yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
         return
     ds = ray.data.from_arrow([_items_table(b) for b in _batches(items, size)])
     ds = ds.map_batches(
@@ -387,6 +490,26 @@ def _local_batches(items: list[dict[str, Any]], config: GenerateConfig, sandbox:
             verifier.pool.close()
 
 
+class _Streak:
+    """Consecutive rows whose generation failed with one kind of error."""
+
+    def __init__(self, limit: int | None):
+        self.limit, self.kind, self.count = limit, None, 0
+
+    def add(self, kinds: Iterable[str | None]) -> str | None:
+        """Feed rows' failure kinds in commit order; the reason to stop, once reached."""
+        for kind in kinds:
+            if kind is None:
+                self.kind, self.count = None, 0
+                continue
+            self.count = self.count + 1 if kind == self.kind else 1
+            self.kind = kind
+        if self.limit is not None and self.kind is not None and self.count >= self.limit:
+            return (f"stopped early: the last {self.count} rows failed with the same error "
+                    f"({self.kind}; stop_after_failures is {self.limit})")
+        return None
+
+
 def generate_dataset(
     problems: Iterable[Mapping[str, Any]],
     config: GenerateConfig,
@@ -397,6 +520,7 @@ def generate_dataset(
     sandbox: SandboxConfig | None = None,
     progress: Callable[[str], None] | None = None,
     local: bool = False,
+    problems_label: str | None = None,
 ) -> dict[str, Any]:
     """Generate, verify and commit Rationale rows for ``problems`` (``config.samples`` per
     problem) into ``out_dir``; returns the summary (also written to ``summary.json``).
@@ -404,24 +528,37 @@ def generate_dataset(
     ``resources`` / ``verify_resources`` (:class:`distill.config.StageResources`: the
     pipeline's ``ray.resources.generate`` / ``.verify``): CPUs, GPUs and memory per actor and
     the number of actors (``concurrency``, default 1). In-process engines (hf, openai) verify
-    inside their generation actors, so a kill loses at most the batches those actors hold;
-    ``verify_resources`` is for the verify actors after the vllm engine. ``sandbox`` (the pipeline's ``sandbox``
-    section; default ``SandboxConfig()``): how PoT programs are run, one pool per verify actor.
-    Ray must be initialised by the caller unless ``local`` (one process, no Ray; in-process
-    engines only).
+    inside their generation actors, so a kill loses at most the batches those actors hold; for
+    the vllm engine ``resources`` describe one engine replica (see
+    :func:`distill.teachers.engines.vllm.processor_config`) and ``verify_resources`` the
+    verify actors after it. ``sandbox`` (the pipeline's ``sandbox`` section; default
+    ``SandboxConfig()``): how PoT programs are run, one pool per verify actor; its limits are
+    part of the fingerprint. ``problems_label`` (e.g. ``gsm8k:train, first 100``) is recorded
+    in ``stage.json`` for people reading it. Ray must be initialised by the caller unless
+    ``local`` (one process, no Ray; in-process engines only).
+
+    Raises :class:`StageMismatchError` (the folder holds another fingerprint),
+    :class:`~distill.teachers.engines.TeacherUnavailableError` (the engine's check before the
+    run failed) and :class:`GenerationFailedError` (stopped early, or no completion made).
 
     Summary: ``rows`` (rows of these problems now in the output), ``correct``, ``wrong``,
     ``error``, ``unparsable``, ``pass_rate``, ``tokens_in``, ``tokens_out`` (over those rows),
-    ``generation_failed`` (rows whose generation failed; the next run retries them),
-    ``generated`` (rows made by this run), ``reused`` (rows already there), ``rows_per_s``
-    (rows made by this run per second of this run), ``elapsed_s``.
+    ``generation_failed`` (rows whose generation failed; the next run retries them) and
+    ``generation_errors`` (those rows by error kind), ``generated`` (rows made by this run),
+    ``completed`` (rows made by this run with a completion), ``reused`` (rows already there),
+    ``stopped`` (why the run stopped early, or None), ``rows_per_s`` (rows made by this run
+    per second of this run), ``elapsed_s``.
     """
+    from distill.sandbox import SandboxConfig as _SandboxConfig
+    from distill.teachers.engines import get_engine_class
+
     problems = list(problems)
     if config.prompts_dir and "://" not in config.prompts_dir and os.path.isdir(config.prompts_dir):
         # actors may run in another working directory
         config = config.model_copy(update={"prompts_dir": os.path.abspath(config.prompts_dir)})
+    sandbox = sandbox or _SandboxConfig()
     store = OutputStore(out_dir)
-    store.check_fingerprint(config)
+    store.check_fingerprint(config, stage_fingerprint(config, problems, sandbox), problems_label)
     before = store.existing()
     done = {k for k, (_, failed) in before.rows.items() if not failed}
     items = work_items(problems, config.samples, config.strategy, skip=done)
@@ -432,30 +569,45 @@ def generate_dataset(
         f"({config.strategy}, {config.engine}:{config.model})")
     run = before.last_run + 1
     t0 = time.perf_counter()
-    generated = 0
+    generated = completed = 0
     counts = {v: 0 for v in VERDICTS}
+    stopped: str | None = None
     if items:
-        from distill.sandbox import SandboxConfig
-
-        box = (sandbox or SandboxConfig()).model_dump_json()
+        check = getattr(get_engine_class(config.engine), "check_ready", None)
+        if check is not None:
+            check(config)
+        box = sandbox.model_dump_json()
         source = _local_batches(items, config, box) if local else _ray_batches(
             items, config, box, resources, verify_resources)
-        for seq, table in enumerate(source):
-            if table.num_rows == 0:
-                continue
-            store.commit(table.cast(RATIONALE_SCHEMA), run, seq)
-            generated += table.num_rows
-            for v in table.column("verdict").to_pylist():
-                counts[v] += 1
-            rate = generated / max(time.perf_counter() - t0, 1e-9)
-            say(f"generate: {generated}/{len(items)} rows ({rate:.2f} rows/s) "
-                + ", ".join(f"{v} {n}" for v, n in counts.items()))
+        streak = _Streak(config.stop_after_failures)
+        try:
+            for seq, table in enumerate(source):
+                if table.num_rows == 0:
+                    continue
+                store.commit(table.cast(RATIONALE_SCHEMA), run, seq)
+                kinds = failure_kinds(table)
+                generated += table.num_rows
+                completed += sum(1 for k in kinds if k is None)
+                for v in table.column("verdict").to_pylist():
+                    counts[v] += 1
+                rate = generated / max(time.perf_counter() - t0, 1e-9)
+                say(f"generate: {generated}/{len(items)} rows ({rate:.2f} rows/s) "
+                    + ", ".join(f"{v} {n}" for v, n in counts.items())
+                    + (f", generation failed {generated - completed}" if generated > completed else ""))
+                stopped = streak.add(kinds)
+                if stopped:
+                    say(f"generate: {stopped}")
+                    break
+        finally:
+            source.close()  # a stopped run releases its actors here
     elapsed = time.perf_counter() - t0
     store.compact()
     summary = {
         **_counts(store.read(requested)),
         "generated": generated,
+        "completed": completed,
         "reused": reused,
+        "stopped": stopped,
         "rows_per_s": round(generated / elapsed, 3) if generated and elapsed > 0 else 0.0,
         "elapsed_s": round(elapsed, 3),
         "strategy": config.strategy,
@@ -464,4 +616,10 @@ def generate_dataset(
         "samples": config.samples,
     }
     store.write_json(SUMMARY_FILE, summary)
+    if stopped or (items and not completed):
+        errors = ", ".join(f"{k} x{n}" for k, n in summary["generation_errors"].items()) or "none"
+        why = stopped or f"no completion was made for any of the {len(items)} rows to generate"
+        raise GenerationFailedError(
+            f"generate: {why}; generation errors: {errors} (the rows' error column has the "
+            f"details; a re-run retries the failed rows)", summary)
     return summary
