@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from distill.config import StageResources
     from distill.teachers.config import GenerateConfig
 
-__all__ = ["RoundsUDF", "VLLMEngine", "absorb_round", "build_processor", "engine_actor_spec",
+__all__ = ["RoundsUDF", "VLLMEngine", "absorb_round", "build_processor", "engine_actor_spec", "engine_memory",
            "prepare_round", "preprocess", "processor_config", "replicas", "resolve_chat",
            "run_dataset"]
 
