@@ -54,9 +54,9 @@ if TYPE_CHECKING:
     from distill.config import StageResources
     from distill.teachers.config import GenerateConfig
 
-__all__ = ["RoundsUDF", "VLLMEngine", "absorb_round", "build_processor", "engine_actor_spec", "engine_memory",
-           "prepare_round", "preprocess", "processor_config", "replicas", "resolve_chat",
-           "run_dataset"]
+__all__ = ["RoundsUDF", "VLLMEngine", "absorb_round", "build_processor", "engine_actor_spec",
+           "engine_memory", "prepare_round", "preprocess", "processor_config", "replicas",
+           "resolve_chat", "run_dataset"]
 
 ENGINE_INPUT = "sampling_params"  # the engine stage is the one that requires this column
 
