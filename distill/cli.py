@@ -239,7 +239,7 @@ def run(
 ) -> None:
     """Run a whole pipeline config (data -> teacher -> SFT -> train -> evaluate); stages
     complete for the same config are skipped, an interrupted run continues where it stopped."""
-    from distill.pipeline import run_pipeline
+    from distill.pipeline import run_pipeline, user_errors
 
     try:
         cfg = load_config(config)
@@ -248,7 +248,7 @@ def run(
     try:
         manifest = run_pipeline(cfg, run_dir, log=lambda m: typer.echo(m, err=as_json),
                                 until=until)
-    except (DataError, ConfigError) as e:
+    except user_errors() as e:
         _fail(str(e))
     if as_json:
         typer.echo(json.dumps(manifest, ensure_ascii=False))

@@ -53,6 +53,18 @@ class RunDirError(ConfigError):
     """The run directory cannot be used without risking what is in it."""
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The errors a run ends with that are the user's to act on (a config, a folder, data, an
+    unreachable or failing teacher): entry points print their message, without a traceback,
+    and exit non-zero."""
+    from distill.data.base import DataError
+    from distill.teachers.engines import TeacherUnavailableError
+    from distill.teachers.stage import GenerationFailedError, StageMismatchError
+
+    return (ConfigError, DataError, TeacherUnavailableError, GenerationFailedError,
+            StageMismatchError)
+
+
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

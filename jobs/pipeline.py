@@ -14,8 +14,7 @@ import json
 import sys
 
 from distill.config import ConfigError, load_config
-from distill.data.base import DataError
-from distill.pipeline import run_pipeline
+from distill.pipeline import run_pipeline, user_errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         manifest = run_pipeline(load_config(args.config), args.run_dir, until=args.until)
-    except (ConfigError, DataError) as e:  # the user's to fix: say what, without a traceback
+    except user_errors() as e:  # the user's to fix: say what, without a traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({k: v.get("status") for k, v in manifest["stages"].items()}))

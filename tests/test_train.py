@@ -434,13 +434,13 @@ def test_generate_greedy_and_sampled_and_prediction_rows(tmp_path: Path) -> None
     (dict(cuda_available=True, in_ray_worker=True, ray_gpu_ids=["2"]), "cuda:2"),
 ])
 def test_choose_device(inputs, expected) -> None:
-    from distill.train.devices import choose_device
+    from distill.devices import choose_device
 
     assert choose_device(**inputs) == expected
 
 
 def test_choose_device_refuses_a_gpu_torch_cannot_use() -> None:
-    from distill.train.devices import choose_device
+    from distill.devices import choose_device
 
     with pytest.raises(RuntimeError, match=r"Ray assigned GPU\(s\) \['0'\].*CPU-only"):
         choose_device(cuda_available=False, in_ray_worker=True, ray_gpu_ids=["0"],
@@ -459,7 +459,7 @@ def test_choose_device_refuses_a_gpu_torch_cannot_use() -> None:
     ("float16", "cuda:1", True, "float16"),
 ])
 def test_resolve_dtype(setting, device, bf16, expected) -> None:
-    from distill.train.devices import resolve_dtype
+    from distill.devices import resolve_dtype
 
     assert resolve_dtype(setting, device, bf16_supported=bf16) == expected
 

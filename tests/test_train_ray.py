@@ -114,7 +114,7 @@ def test_device_inputs_in_a_ray_worker_and_on_the_driver(ray_local) -> None:
     """What the evaluation actors' device choice reads, in a real Ray worker: a worker that
     reserved no GPU is one (so it stays on the CPU even where CUDA is visible); the driver
     is not."""
-    from distill.train.devices import current_device, runtime_device_inputs
+    from distill.devices import current_device, runtime_device_inputs
 
     @ray_local.remote(num_cpus=0.5, num_gpus=0)
     def probe():

@@ -63,10 +63,12 @@ class HFEngineConfig(_Model):
 
     batch_size: int = Field(8, ge=1, description="Prompts per generate() call.")
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="auto: cuda when the actor sees a GPU, else cpu."
+        "auto", description="auto: the GPU Ray assigned the actor (resources.generate.num_gpus), "
+        "else the first GPU outside Ray, else cpu."
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: bfloat16 on GPU, float32 on CPU."
+        "auto", description="auto: bfloat16 on a GPU that supports it, else float32; float16 "
+        "only on a GPU."
     )
     trust_remote_code: bool = Field(False, description="Passed to from_pretrained.")
     max_input_tokens: int | None = Field(

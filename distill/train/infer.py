@@ -1,7 +1,7 @@
 """Student inference: batched generation, equation outputs -> answers, prediction rows.
 
 * :func:`load_for_inference` -- a student folder -> ``(model, tokenizer)`` on the device this
-  process holds (:func:`distill.train.devices.current_device`: the GPU Ray assigned to the
+  process holds (:func:`distill.devices.current_device`: the GPU Ray assigned to the
   actor, else the CPU) in the configured ``dtype``, in eval mode.
 * :func:`generate` -- texts from a student (a folder ``save_pretrained`` wrote, loaded by
   :func:`load_for_inference`, or a loaded model + tokenizer, used where it is) for a list of
@@ -42,7 +42,7 @@ from distill.quantities import canonical, parse_number
 from distill.teachers.parsers import parse_cot
 from distill.train.collate import encode_prompts
 from distill.train.config import InferenceConfig
-from distill.train.devices import current_device, resolve_dtype
+from distill.devices import current_device, resolve_dtype
 from distill.train.sft import keypoints_source, solve_source
 from distill.train.students import load_student
 
@@ -67,7 +67,7 @@ def load_for_inference(
     device: str | None = None,
 ) -> tuple[Any, Any]:
     """``(model, tokenizer)`` from a student folder (or hub name), on ``device`` (None: the
-    device this process holds, :func:`~distill.train.devices.current_device`) in
+    device this process holds, :func:`~distill.devices.current_device`) in
     ``config.dtype`` resolved for that device (float16 off CUDA is a ``ValueError``)."""
     config = config or InferenceConfig()
     device = device or current_device()

@@ -39,11 +39,11 @@ class HFEngine:
 
         c = config.hf
         self.config = config
-        device = c.device if c.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        if c.dtype == "auto":
-            dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        else:
-            dtype = getattr(torch, c.dtype)
+        from distill.devices import current_device, resolve_dtype
+
+        # auto: the GPU Ray assigned this actor (never one it did not reserve), else the CPU
+        device = current_device() if c.device == "auto" else c.device
+        dtype = getattr(torch, resolve_dtype(c.dtype, device))
         mc = AutoConfig.from_pretrained(config.model, trust_remote_code=c.trust_remote_code)
         self.encoder_decoder = bool(getattr(mc, "is_encoder_decoder", False))
         auto = AutoModelForSeq2SeqLM if self.encoder_decoder else AutoModelForCausalLM
@@ -96,7 +96,7 @@ class HFEngine:
                 except (RuntimeError, ValueError) as e:  # OOM, bad input: the batch's rows fail
                     out = [GenResult(None, error=f"generate failed ({type(e).__name__}): {e}"[:500])
                            for _ in idx]
-                    if self.device == "cuda":
+                    if str(self.device).startswith("cuda"):
                         torch.cuda.empty_cache()
                 for i, res in zip(idx, out):
                     res.sent = sent_prompt(requests[i].prompt, self.chat)

@@ -1,4 +1,5 @@
-"""Where a student runs and in which dtype: one small seam, testable without a GPU.
+"""Where a model (a student, or a transformers teacher) runs and in which dtype: one small seam,
+testable without a GPU.
 
 * :func:`choose_device` -- the pure rule: plain inputs (is CUDA usable, are we a Ray worker,
   which GPU ids Ray assigned, ``CUDA_VISIBLE_DEVICES``) -> ``"cpu"`` or ``"cuda:<i>"``.
