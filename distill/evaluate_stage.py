@@ -6,7 +6,7 @@ A thin wrapper over :mod:`distill.evaluate` (scoring and the report) and
 (:class:`~distill.train.infer.StudentPredictor`, the student loaded once per actor; workers,
 CPUs and GPUs per actor are the ``evaluate`` entry of the Ray resources). An actor that reserved
 a GPU decodes on it, in ``evaluate.inference.dtype`` (auto: bf16 where the GPU supports it);
-the others decode on the CPU (:mod:`distill.train.devices`). Programs the student writes
+the others decode on the CPU (:mod:`distill.devices`). Programs the student writes
 (targets ``pot`` and ``kpdd``) run in the sandbox on the driver, in one batch.
 
 Output layout under ``out_dir``::
