@@ -60,7 +60,9 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from bisect import bisect_left
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
@@ -74,9 +76,27 @@ __all__ = [
     "parse_answer",
     "parse_number",
     "canonical",
+    "decimal_fraction",
     "normalize_text",
     "number_words",
+    "MAX_EXPONENT",
+    "MAX_DIGITS",
+    "QuantityTooLarge",
 ]
+
+#: Largest power of ten a number may carry (``1e400``, ``3 x 10^-400``): beyond it a literal is
+#: not read as a number, and :func:`decimal_fraction` refuses it (turning ``1e999999999`` into a
+#: Fraction would compute a billion-digit power).
+MAX_EXPONENT = 400
+#: Most digits :func:`canonical` writes for a numerator, denominator or decimal expansion
+#: (Python's own int-to-text limit): a larger value raises :class:`QuantityTooLarge`.
+MAX_DIGITS = 4300
+
+
+class QuantityTooLarge(ValueError):
+    """A value beyond the bounds numbers are read and written within (:data:`MAX_EXPONENT`,
+    :data:`MAX_DIGITS`); the message says which bound and by how much."""
+
 
 QuantityKind = Literal["integer", "decimal", "percent", "fraction", "mixed", "word"]
 
@@ -763,26 +783,42 @@ def _decimal(s: str) -> Fraction | None:
     val = Fraction(int(digits or "0"), 10 ** len(fp or ""))
     if exp:
         e = int(exp)
-        if abs(e) > 400:
+        if abs(e) > MAX_EXPONENT:
             return None
         val *= Fraction(10) ** e
     return -val if m.group("sign") == "-" else val
 
 
 def _unwrap(s: str) -> str:
-    """Strip whitespace and parentheses that enclose the whole string: "((4))" -> "4"."""
+    """Strip whitespace and parentheses that enclose the whole string: "((4))" -> "4".
+
+    A layer ``s[l] ... s[r]`` is stripped unless a closing bracket inside it (before ``r``)
+    brings the depth back to the level before ``l`` (``(1)/(2)`` keeps its brackets). One pass
+    records, per depth, where closing brackets bring it there; each layer is then one binary
+    search: O(n log n) in all, not O(n) per layer (an answer of 4,000 nested parentheses)."""
     s = s.strip()
-    while len(s) >= 2 and s[0] in "({[" and s[-1] in ")}]":
-        depth = 0
-        for i, ch in enumerate(s):
-            if ch in "({[":
-                depth += 1
-            elif ch in ")}]":
-                depth -= 1
-                if depth == 0 and i != len(s) - 1:
-                    return s
-        s = s[1:-1].strip()
-    return s
+    if len(s) < 2 or s[0] not in "({[" or s[-1] not in ")}]":
+        return s
+    closes: dict[int, list[int]] = {}  # depth after a closing bracket -> its positions
+    depth = 0
+    for i, ch in enumerate(s):
+        if ch in "({[":
+            depth += 1
+        elif ch in ")}]":
+            depth -= 1
+            closes.setdefault(depth, []).append(i)
+    lo, hi, base = 0, len(s) - 1, 0  # the current string is s[lo:hi + 1]; base: depth before lo
+    while hi - lo >= 1 and s[lo] in "({[" and s[hi] in ")}]":
+        at = closes.get(base, ())
+        j = bisect_left(at, lo)
+        if j < len(at) and at[j] < hi:
+            break
+        lo, hi, base = lo + 1, hi - 1, base + 1
+        while lo <= hi and s[lo].isspace():
+            lo += 1
+        while hi >= lo and s[hi].isspace():
+            hi -= 1
+    return s[lo:hi + 1]
 
 
 def _split_top(s: str, sep: str) -> list[str]:
@@ -846,7 +882,7 @@ def _literal(s: str, depth: int = 0) -> Fraction | None:
     if m:
         a = _literal(m.group(1), depth + 1)
         e = int(m.group(2))
-        if a is None or abs(e) > 400:
+        if a is None or abs(e) > MAX_EXPONENT:
             return None
         return a * Fraction(10) ** e
     return None
@@ -1114,16 +1150,48 @@ def _parse_answer(raw: object) -> ParsedAnswer:
     return ParsedAnswer(original, value, exact, pct, unit, _clean_text(num_text))
 
 
+def decimal_fraction(d: Decimal) -> Fraction:
+    """A finite Decimal as an exact Fraction, within bounds: raises :class:`QuantityTooLarge`
+    when its power of ten is beyond +-:data:`MAX_EXPONENT` or it has more than
+    :data:`MAX_DIGITS` digits (checked before any arithmetic), ValueError when it is not
+    finite."""
+    if not d.is_finite():
+        raise ValueError(f"{d} is not a finite number")
+    sign, digits, exp = d.as_tuple()
+    if len(digits) > MAX_DIGITS:
+        raise QuantityTooLarge(f"a decimal of {len(digits)} digits (limit {MAX_DIGITS})")
+    if d and abs(d.adjusted()) > MAX_EXPONENT:
+        raise QuantityTooLarge(f"a decimal of magnitude 1e{d.adjusted()} (limit "
+                               f"1e+-{MAX_EXPONENT})")
+    if not d:
+        return Fraction(0)
+    if exp < -MAX_EXPONENT - MAX_DIGITS:
+        raise QuantityTooLarge(f"a decimal with exponent {exp}")
+    return Fraction(d)
+
+
+def _text(n: int, what: str) -> str:
+    if n.bit_length() > MAX_DIGITS * 3.33:  # more than MAX_DIGITS digits, before str() fails
+        raise QuantityTooLarge(f"{what} of about {int(n.bit_length() * 0.30103)} digits "
+                               f"(limit {MAX_DIGITS})")
+    try:
+        return str(n)
+    except ValueError as e:  # a lower int-to-text limit set by the process
+        raise QuantityTooLarge(f"{what}: {e}") from None
+
+
 def canonical(value: Fraction) -> str:
     """The exact canonical string of a value: ``18``, ``-3``, ``14.4``, ``0.125``, ``4/7``.
 
     Terminating decimals are written as decimals (computed exactly, never via float);
     anything else as ``p/q``. ``parse_number(canonical(v)) == v`` for every Fraction.
+    Raises :class:`QuantityTooLarge` (a ValueError) when a numerator, denominator or decimal
+    expansion would need more than :data:`MAX_DIGITS` digits (``Fraction(1, 2**13000)``).
     """
     v = value if isinstance(value, Fraction) else Fraction(value)
     p, q = v.numerator, v.denominator
     if q == 1:
-        return str(p)
+        return _text(p, "an integer")
     a = b = 0
     d = q
     while d % 2 == 0:
@@ -1133,9 +1201,11 @@ def canonical(value: Fraction) -> str:
         d //= 5
         b += 1
     if d != 1:
-        return f"{p}/{q}"
+        return f"{_text(p, 'a numerator')}/{_text(q, 'a denominator')}"
     k = max(a, b)
+    if k > MAX_DIGITS:
+        raise QuantityTooLarge(f"a decimal expansion of {k} fractional digits (limit {MAX_DIGITS})")
     scaled = abs(p) * (10**k // q)
-    digits = str(scaled).rjust(k + 1, "0")
+    digits = _text(scaled, "a decimal expansion").rjust(k + 1, "0")
     body = f"{digits[:-k]}.{digits[-k:]}".rstrip("0")
     return ("-" if p < 0 else "") + body

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import random
 import re
+import time
+from decimal import Decimal
 from fractions import Fraction as F
 
 import pytest
 
 from distill.quantities import (
+    MAX_DIGITS,
+    MAX_EXPONENT,
     ParsedAnswer,
     Quantity,
+    QuantityTooLarge,
     canonical,
+    decimal_fraction,
     detect_lang,
     extract_quantities,
     mask_question,
@@ -317,3 +324,68 @@ def test_canonical_round_trips():
             d //= 5
         assert ("/" in text) == (d != 1), (v, text)  # terminating decimals as decimals
         assert ("." in text) == (d == 1 and v.denominator != 1), (v, text)
+
+
+# --------------------------------------------------------------------------------------------
+# Bounds (issue 11: an answer must not stall the host that reads it)
+# --------------------------------------------------------------------------------------------
+
+
+def test_decimal_fraction_refuses_huge_exponents_before_computing():
+    t = time.monotonic()
+    for text in ("1e999999999", "-1e-999999999", "1e4000000", f"1e{MAX_EXPONENT + 1}"):
+        with pytest.raises(QuantityTooLarge, match="magnitude"):
+            decimal_fraction(Decimal(text))
+    with pytest.raises(QuantityTooLarge, match="digits"):
+        decimal_fraction(Decimal("1." + "1" * MAX_DIGITS))
+    assert time.monotonic() - t < 1.0  # Fraction(Decimal('1e999999999')) would take hours
+    assert decimal_fraction(Decimal(f"1e{MAX_EXPONENT}")) == F(10) ** MAX_EXPONENT
+    assert decimal_fraction(Decimal("-2.50E-3")) == F(-1, 400)
+    assert decimal_fraction(Decimal("0E-999999999")) == 0
+    with pytest.raises(ValueError):
+        decimal_fraction(Decimal("NaN"))
+
+
+def test_canonical_raises_a_clear_error_beyond_max_digits():
+    assert canonical(F(10**4299)) == "1" + "0" * 4299
+    for value, what in [(F(1, 2**13000), "decimal expansion"), (F(10**4300), "integer"),
+                        (F(1, 3**9100), "denominator"), (F(3**9100, 7), "numerator")]:
+        with pytest.raises(QuantityTooLarge, match=what):
+            canonical(value)
+    assert issubclass(QuantityTooLarge, ValueError)
+
+
+def _unwrap_reference(s: str) -> str:
+    """The former quadratic _unwrap: the behaviour the linear one must keep."""
+    s = s.strip()
+    while len(s) >= 2 and s[0] in "({[" and s[-1] in ")}]":
+        depth = 0
+        for i, ch in enumerate(s):
+            if ch in "({[":
+                depth += 1
+            elif ch in ")}]":
+                depth -= 1
+                if depth == 0 and i != len(s) - 1:
+                    return s
+        s = s[1:-1].strip()
+    return s
+
+
+def test_unwrap_matches_the_reference_on_random_bracket_strings():
+    from distill.quantities import _unwrap
+
+    rng = random.Random(11)
+    for _ in range(3000):
+        s = "".join(rng.choice("(){}[] 4/") for _ in range(rng.randint(0, 14)))
+        assert _unwrap(s) == _unwrap_reference(s), repr(s)
+    for s in ["((4))", "(1)/(2)", "( (4) )", "((4)", "(4))", "())(", "[{(3)}]", ""]:
+        assert _unwrap(s) == _unwrap_reference(s), s
+
+
+def test_nested_parentheses_parse_in_linear_time():
+    # 8,001 characters took 0.75-2 s with the quadratic unwrapping and ~490 KB about an hour;
+    # 200,001 characters would take minutes. Linear: well under a second, even on a busy box.
+    t = time.monotonic()
+    assert parse_answer("(" * 4000 + "4" + ")" * 4000).value == 4
+    assert parse_answer("(" * 100_000 + "7" + ")" * 100_000).value == 7
+    assert time.monotonic() - t < 5.0

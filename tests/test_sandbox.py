@@ -26,7 +26,7 @@ from distill.sandbox import (
     run_programs,
 )
 from distill.sandbox.isolation import get_isolation, isolation_names, register_isolation
-from distill.sandbox.result import answer_from_stdout, answer_from_value
+from distill.sandbox.result import answer_from_stdout, answer_from_value, build_result
 
 TIMEOUT = 2.0
 
@@ -271,6 +271,29 @@ def test_answer_from_value(vtype, vtext, answer):
 ])
 def test_answer_from_stdout(stdout, answer):
     assert answer_from_stdout(stdout) == answer
+
+
+def test_host_bounds_answers_whatever_the_worker_sent():
+    """Issue 11: the host re-checks what a worker sends -- the answer's length, its size as a
+    number (exponent, digits) -- and returns clear error kinds, quickly; text is valid UTF-8."""
+    t = time.monotonic()
+    cases = [
+        ({"vtype": "decimal", "vtext": "1e999999999"}, "output_limit", "magnitude"),
+        ({"vtype": "str", "vtext": "(" * 4000 + "4" + ")" * 4001}, "output_limit", "8002 characters"),
+        ({"vtype": "int", "vtext": "9" * 5000}, "output_limit", "5000 characters"),
+        ({"vtype": "fraction", "vtext": f"1/{2**13000}"}, "output_limit", "decimal expansion"),
+    ]
+    for reply, kind, why in cases:
+        res = build_result({"source": "ans", **reply}, 1000, 4096)
+        assert (res.ok, res.error) == (False, kind), res
+        assert why in res.detail, res.detail
+    assert time.monotonic() - t < 2.0  # Decimal('1e999999999') alone would stall for hours
+    res = build_result({"stdout": "x\ud800y\n5\n", "detail": None}, 1000, 4096)
+    assert (res.answer, res.stdout) == ("5", "x\ufffdy\n5\n")
+    res.stdout.encode("utf-8")
+    res = build_result({"vtype": "str", "vtext": "\udc80", "source": "ans"}, 1000, 4096)
+    assert res.error == "no_answer" and "\ufffd" in res.detail
+    res.detail.encode("utf-8")
 
 
 # --------------------------------------------------------------------------------------------

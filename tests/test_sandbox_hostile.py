@@ -368,6 +368,19 @@ CASES = [
          "        pass\n"
          "ans = n",
          _k("forbidden", None, None, skip=("none",)), answer="0"),
+    # ---- issue 11, High: an answer must not stall the host that reads it
+    Case("an answer that stalls the host: Decimal('1e999999999')",
+         "from decimal import Decimal\nans = Decimal('1e999999999')",
+         _k("output_limit", "output_limit", "output_limit", "output_limit")),
+    Case("an answer of 8,001 nested parentheses",
+         "ans = '(' * 4000 + '4' + ')' * 4000",
+         _k("output_limit", "output_limit", "output_limit", "output_limit")),
+    Case("an answer of more than 4,300 digits: Fraction(1, 2**13000)",
+         "from fractions import Fraction\nans = Fraction(1, 2**13000)",
+         _k("output_limit", "output_limit", "output_limit", "output_limit")),
+    Case("lone surrogates printed",
+         "print('\\ud800 \\udfff')\nprint(7)",
+         _k(None, None, None, None), answer="7"),
 ]
 
 
@@ -441,6 +454,9 @@ def run_case(pool: SandboxPool, case: Case, expected, host: Host) -> None:
         assert res.answer == case.answer, (case.name, res)
     if case.stdout_check:
         assert case.stdout_check not in res.stdout
+    res.stdout.encode("utf-8")  # valid text, whatever was printed
+    if res.detail:
+        res.detail.encode("utf-8")
     # the host is unharmed; nothing the program started is left
     host.assert_unharmed(res.stdout)
     assert _settled_tree(pool, want=baseline) == baseline, f"{case.name}: processes left behind"

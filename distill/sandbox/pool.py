@@ -691,7 +691,7 @@ class SandboxPool:
             # the program changed its worker (limits, scheduling, a scratch area it could not
             # empty): the worker stopped after answering; the next program gets a new one
             self._replace(kind, slot)
-        return build_result(reply, cfg.stdout_limit)
+        return build_result(reply, cfg.stdout_limit, cfg.max_answer_chars)
 
     def _replace(self, kind: str, slot: int) -> None:
         """Drop a failed worker (killed in the background, so the caller gets its answer now);

@@ -15,7 +15,13 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from distill.quantities import canonical, extract_quantities, parse_answer
+from distill.quantities import (
+    QuantityTooLarge,
+    canonical,
+    decimal_fraction,
+    extract_quantities,
+    parse_answer,
+)
 
 __all__ = ["ERROR_KINDS", "ExecResult", "answer_from_stdout", "answer_from_value"]
 
@@ -26,6 +32,12 @@ _INT = re.compile(r"-?\d+")
 _FRACTION = re.compile(r"(-?\d+)/(\d+)")
 _PRINTED_LINES = 20  # how far back from the end of stdout a printed number is looked for
 _LINE_CHARS = 2000
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _text(s: str) -> str:
+    """Text that encodes as UTF-8: a program may print lone surrogates; they become U+FFFD."""
+    return s if s.isascii() else _SURROGATES.sub("\ufffd", s)
 
 
 @dataclass(frozen=True)
@@ -58,7 +70,11 @@ class ExecResult:
 
 
 def answer_from_value(vtype: str, vtext: str) -> tuple[str | None, str | None]:
-    """(canonical answer, None) or (None, why) for a value the child described."""
+    """(canonical answer, None) or (None, why) for a value the child described.
+
+    Raises :class:`~distill.quantities.QuantityTooLarge` for a value beyond the bounds numbers
+    are read within (a decimal beyond ``1e+-400``, more than 4,300 digits): the caller reports
+    it as ``output_limit``. The caller also bounds ``vtext``'s length (``max_answer_chars``)."""
     if not isinstance(vtext, str):
         return None, "malformed answer"
     value: Fraction | None = None
@@ -81,11 +97,11 @@ def answer_from_value(vtype: str, vtext: str) -> tuple[str | None, str | None]:
             return None, "malformed decimal"
         if not d.is_finite():
             return None, f"answer {vtext} is not a finite number"
-        value = Fraction(d)
+        value = decimal_fraction(d)
     elif vtype == "str":
         value = parse_answer(vtext).value
     if value is None:
-        shown = vtext if len(vtext) <= 60 else vtext[:57] + "..."
+        shown = _text(vtext if len(vtext) <= 60 else vtext[:57] + "...")
         return None, f"answer {shown!r} is not a number"
     return canonical(value), None
 
@@ -107,16 +123,22 @@ def answer_from_stdout(stdout: str) -> str | None:
     return None
 
 
-def build_result(reply: dict[str, Any], stdout_limit: int) -> ExecResult:
-    """An ExecResult from a worker's reply (validated: the reply comes from sandboxed code)."""
+def build_result(reply: dict[str, Any], stdout_limit: int,
+                 max_answer_chars: int = 4096) -> ExecResult:
+    """An ExecResult from a worker's reply (validated: the reply comes from sandboxed code).
+
+    Bounds are enforced here, on the host, whatever the worker sent: stdout to
+    ``stdout_limit`` characters, an answer text longer than ``max_answer_chars`` or a value
+    beyond the bounds of :mod:`distill.quantities` is ``output_limit`` (never parsed), and
+    text fields are valid UTF-8 (lone surrogates become U+FFFD)."""
     duration = reply.get("duration_s")
     duration = float(duration) if isinstance(duration, (int, float)) else 0.0
     stdout = reply.get("stdout")
-    stdout = stdout[:stdout_limit] if isinstance(stdout, str) else ""
+    stdout = _text(stdout[:stdout_limit]) if isinstance(stdout, str) else ""
     detail = reply.get("detail")
-    detail = detail[:1000] if isinstance(detail, str) else None
+    detail = _text(detail[:1000]) if isinstance(detail, str) else None
     source = reply.get("source")
-    source = source[:32] if isinstance(source, str) else None
+    source = _text(source[:32]) if isinstance(source, str) else None
     kind = reply.get("kind")
     if kind is not None:
         if kind not in ERROR_KINDS:
@@ -124,11 +146,24 @@ def build_result(reply: dict[str, Any], stdout_limit: int) -> ExecResult:
         return ExecResult.failure(kind, detail, duration, stdout, source)
     vtype = reply.get("vtype")
     if vtype is not None:
-        answer, why = answer_from_value(str(vtype), reply.get("vtext"))
+        vtext = reply.get("vtext")
+        if isinstance(vtext, str) and len(vtext) > max_answer_chars:
+            return ExecResult.failure(
+                "output_limit", f"{source}: answer of {len(vtext)} characters (limit "
+                f"{max_answer_chars})", duration, stdout, source)
+        try:
+            answer, why = answer_from_value(str(vtype)[:16], vtext)
+        except QuantityTooLarge as e:
+            return ExecResult.failure("output_limit", f"{source}: answer too large: {e}",
+                                      duration, stdout, source)
         if answer is None:
             return ExecResult.failure("no_answer", f"{source}: {why}", duration, stdout, source)
         return ExecResult(True, answer, None, stdout, duration, None, source)
-    answer = answer_from_stdout(stdout)
+    try:
+        answer = answer_from_stdout(stdout)
+    except QuantityTooLarge as e:
+        return ExecResult.failure("output_limit", f"printed answer too large: {e}", duration,
+                                  stdout, "printed")
     if answer is None:
         return ExecResult.failure(
             "no_answer", "no ans/answer/result variable, no solution() value and no number printed",
