@@ -164,6 +164,8 @@ ALLOWED = SandboxConfig().allowed_imports
     "if __name__ == '__main__':\n    ans = 1",
     "class A:\n    def __init__(self):\n        self.x = 1\nans = A().x",
     "import math\nmath.sqrt = lambda x: -1\nans = 1",
+    "import sympy.abc\nfrom sympy.abc import x\nans = sympy.abc.y",  # sympy's own abc
+    "import numpy as np\nans = np.array([1, 2]).sum()",
 ])
 def test_allow_list_accepts(code):
     assert _worker.check_program(code, ALLOWED) is None
@@ -191,6 +193,17 @@ REFUSED = [
     ("from sympy import __builtins__ as b\nb['eval']('1')", "__builtins__"),
     ("from math import sqrt as s, exec as e", "exec"),
     ("import sympy.__init__", "__init__"),
+    # issue 11: module objects of modules that are not allowed, reached through allowed ones
+    ("import typing\ntyping.sys.modules", "'sys'"),
+    ("import random\nrandom._os.getcwd()", "'_os'"),
+    ("import dataclasses\ndataclasses.builtins.open", "'builtins'"),
+    ("import enum\nb = enum.bltns", "'bltns'"),
+    ("from typing import sys", "'sys'"),
+    ("import operator, typing\noperator.attrgetter('sys')(typing)", "attrgetter"),
+    ("from operator import methodcaller", "methodcaller"),
+    ("import numpy as np\nlib = np.ctypeslib", "ctypeslib"),
+    ("import numpy as np\nnp.core._internal.ctypes", "ctypes"),
+    ("import string\nstring.Formatter().get_field('0.sys', [1], {})", "get_field"),
 ]
 
 
@@ -219,6 +232,22 @@ def test_allow_list_shortcut_is_sound():
     for code in plain:
         assert not _worker.needs_check(code, ALLOWED), code
         assert _worker.check_program(code, ALLOWED) is None, code
+
+
+def test_allow_list_learns_the_module_attributes_of_the_installed_libraries():
+    """What the worker runs after its preload: every name under which a loaded allowed module
+    holds a module that is not allowed is refused (and the shortcut knows it)."""
+    import dataclasses, enum, random, typing  # noqa: E401, F401
+
+    import numpy  # noqa: F401
+    import sympy  # noqa: F401
+
+    _worker.extend_module_attrs(ALLOWED)
+    assert {"sys", "_os", "builtins", "bltns", "ctypes"} <= _worker.MODULE_ATTRS
+    assert "abc" not in _worker.MODULE_ATTRS  # sympy.abc is sympy's own module
+    for code in ["import typing\ntyping.sys", "import random\nrandom._os"]:
+        assert _worker.needs_check(code, ALLOWED)
+        assert _worker.check_program(code, ALLOWED) is not None
 
 
 def test_describe_value_covers_the_numeric_types():

@@ -381,6 +381,13 @@ CASES = [
     Case("lone surrogates printed",
          "print('\\ud800 \\udfff')\nprint(7)",
          _k(None, None, None, None), answer="7"),
+    # ---- issue 11, Low: module objects of non-allowed modules reached through allowed ones
+    Case("os through an allowed module's attribute (typing.sys, random._os)",
+         "import typing, random, dataclasses, enum, operator\n"
+         "m = [typing.sys, random._os, dataclasses.builtins, enum.bltns,\n"
+         "     operator.attrgetter('sys')(typing)]\n"
+         "ans = 1",
+         {"ast": "forbidden"}),
 ]
 
 

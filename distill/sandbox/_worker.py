@@ -104,21 +104,69 @@ def write_frame(fd: int, obj) -> None:
 FORBIDDEN_NAMES = frozenset({
     "eval", "exec", "compile", "open", "__import__", "globals", "locals", "vars", "getattr",
     "setattr", "delattr", "breakpoint", "input", "help", "memoryview", "exit", "quit",
+    # attribute access by string, past the attribute checks below
+    "attrgetter", "methodcaller", "ctypeslib", "load_library",
 })
 FORBIDDEN_ATTRS = frozenset({
     "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "gi_frame", "gi_code", "cr_frame",
     "cr_code", "ag_frame", "ag_code", "tb_frame", "tb_next", "co_code", "mro", "format_map",
     "system", "popen", "spawn", "fork", "execv", "execve", "load_module", "exec_module",
+    "attrgetter", "methodcaller", "get_field", "get_value", "ctypeslib", "load_library",
 })
+# Names under which allowed modules hold module objects of modules that are not allowed
+# (``typing.sys``, ``random._os``, ``dataclasses.builtins``, ``enum.bltns``, numpy's
+# ``ctypes``): refused as attributes and as names imported ``from`` an allowed module. The
+# worker adds what its own preloaded modules hold (:func:`extend_module_attrs`).
+MODULE_ATTRS = {
+    "_locale", "_os", "_random", "_sre", "_string", "_sys", "_thread", "ast", "bltns",
+    "builtins", "contextlib", "copyreg", "ctypes", "inspect", "io", "keyword", "kw",
+    "linecache", "os", "pickle", "platform", "shutil", "struct", "subprocess", "sys",
+    "tempfile", "textwrap", "timeit", "types", "unicodedata", "warnings", "weakref", "posix",
+    "importlib", "marshal", "gc", "signal", "socket", "resource", "fcntl", "mmap", "pty",
+    "runpy", "code", "codeop", "multiprocessing", "threading", "pathlib", "glob", "sysconfig",
+    "site", "zipimport", "_posixsubprocess", "_ctypes", "_imp", "_io", "nt",
+}
 ALLOWED_DUNDER_NAMES = frozenset({"__name__", "__doc__"})
 # Every construct check_program refuses needs one of these in the source text: the keyword
 # ``import``, ``__`` (any dunder), or a refused name or attribute spelled out. So ASCII source
 # without any of them passes, and its AST need not be built (it is the costliest part of a small
 # program in a fresh child). Non-ASCII source is always checked: identifiers are NFKC-normalised,
 # so fullwidth ``ｅｖａｌ`` is ``eval``.
-_MAY_BE_REFUSED = re.compile(
-    "|".join(["import", "__"] + sorted(map(re.escape, FORBIDDEN_NAMES | FORBIDDEN_ATTRS)))
-)
+def _may_be_refused() -> re.Pattern:
+    return re.compile(
+        "|".join(["import", "__"] + sorted(map(re.escape, FORBIDDEN_NAMES | FORBIDDEN_ATTRS))
+                 + [r"\b(?:%s)\b" % "|".join(sorted(map(re.escape, MODULE_ATTRS)))])
+    )
+
+
+_MAY_BE_REFUSED = _may_be_refused()
+
+
+def extend_module_attrs(allowed_imports) -> None:
+    """Add to :data:`MODULE_ATTRS` every name under which a loaded module of an allowed package
+    holds a module of a package that is not allowed (run once in the worker, after the
+    preload, so the list matches the installed versions)."""
+    global _MAY_BE_REFUSED
+    allowed = set(allowed_imports)
+    module_type = type(sys)
+    found = set()
+    # a name that is also a submodule of an allowed package (``sympy.abc``) stays usable
+    own = {n.rpartition(".")[2] for n in sys.modules if n.partition(".")[0] in allowed}
+    for name, mod in list(sys.modules.items()):
+        if mod is None or name.partition(".")[0] not in allowed:
+            continue
+        try:
+            items = list(vars(mod).items())
+        except TypeError:
+            continue
+        for key, value in items:
+            if (isinstance(value, module_type) and isinstance(key, str) and key.isidentifier()
+                    and not _is_dunder(key) and key not in own
+                    and str(getattr(value, "__name__", "")).partition(".")[0] not in allowed):
+                found.add(key)
+    if not found <= MODULE_ATTRS:
+        MODULE_ATTRS.update(found)
+        _MAY_BE_REFUSED = _may_be_refused()
 
 
 _IMPORT_LINES: dict[tuple[str, ...], re.Pattern] = {}
@@ -163,9 +211,13 @@ def check_program(tree_or_code, allowed_imports) -> str | None:
 
     Refused: importing a module whose top-level package is not in ``allowed_imports``, relative
     imports, the names in ``FORBIDDEN_NAMES`` (``eval``, ``exec``, ``open``, ``__import__``,
-    ``getattr`` ...), any dunder name other than ``__name__``/``__doc__`` (``__builtins__``,
-    ``__loader__`` ...), any dunder attribute (``x.__class__``, ``f.__globals__``,
-    ``__subclasses__``), frame/code attributes (``f_globals``, ``gi_frame`` ...).
+    ``getattr``, ``attrgetter`` ...), any dunder name other than ``__name__``/``__doc__``
+    (``__builtins__``, ``__loader__`` ...), any dunder attribute (``x.__class__``,
+    ``f.__globals__``, ``__subclasses__``), frame/code attributes (``f_globals``, ``gi_frame``
+    ...), and attributes (or ``from`` imports) named like the module objects that allowed
+    modules re-export (:data:`MODULE_ATTRS`: ``typing.sys``, ``random._os``, ``enum.bltns``).
+    Defence in depth, not a wall: a library function that evaluates text (``sympy.sympify``)
+    or a module imported later may still reach more; the OS layers are the wall.
     """
     tree = tree_or_code if isinstance(tree_or_code, ast.AST) else ast.parse(tree_or_code)
     allowed = set(allowed_imports)
@@ -186,7 +238,8 @@ def check_program(tree_or_code, allowed_imports) -> str | None:
             if any(_is_dunder(p) for p in parts):
                 return f"import from {node.module!r}"
             for alias in node.names:  # from sympy import __builtins__ as b
-                if _is_dunder(alias.name) or alias.name in FORBIDDEN_NAMES:
+                if (_is_dunder(alias.name) or alias.name in FORBIDDEN_NAMES
+                        or alias.name in MODULE_ATTRS):
                     return f"import of name {alias.name!r} from {node.module!r}"
         elif isinstance(node, ast.Name):
             if node.id in FORBIDDEN_NAMES:
@@ -196,6 +249,8 @@ def check_program(tree_or_code, allowed_imports) -> str | None:
         elif isinstance(node, ast.Attribute):
             if _is_dunder(node.attr) or node.attr in FORBIDDEN_ATTRS:
                 return f"access to attribute {node.attr!r}"
+            if node.attr in MODULE_ATTRS:
+                return f"access to attribute {node.attr!r} (a module that is not allowed)"
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             continue
     return None
@@ -917,6 +972,7 @@ class Worker:
         if cfg["seccomp"] and seccomp_supported():
             self.seccomp = SeccompFilter()
         self._preload()
+        extend_module_attrs(cfg["allowed_imports"])
         # The programs' environment, set once here and inherited: four neutral variables (the
         # host started us with nothing of its own either).
         os.environ.clear()
