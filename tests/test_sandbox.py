@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -411,6 +412,25 @@ def test_a_hung_worker_is_replaced_after_the_grace_period():
         assert res.error == "timeout" and "replaced" in res.detail
         assert time.monotonic() - t < 0.5 + 0.5 + 1
         assert p.run("ans = 3").answer == "3"
+
+
+def test_a_worker_whose_limits_a_program_changed_is_replaced():
+    """Issue 11: where nothing else stops a program from lowering its worker's limits (no
+    namespaces, no seccomp, same uid), the worker notices after the program and is replaced:
+    the next program does not inherit the lowered limit."""
+    code = ("import os, resource\np = os.getppid()\n"
+            "vsz = int(open('/proc/%d/statm' % p).read().split()[0]) * 4096\n"
+            "resource.prlimit(p, resource.RLIMIT_AS, (vsz + (16 << 20),) * 2)\nans = 1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SandboxWarning)
+        with SandboxPool(isolation="none", seccomp=False, ast_check=False, workers=1,
+                         light_workers=False, warmup=False, timeout_s=TIMEOUT,
+                         memory_mb=128) as p:
+            first = p.worker_pids()
+            assert p.run(code).answer == "1"
+            res = p.run("x = bytearray(64 << 20)\nans = len(x) >> 20")
+            assert (res.ok, res.answer) == (True, "64"), res
+            assert p.worker_pids() != first
 
 
 def test_closed_pool_refuses_and_leaves_no_process():
