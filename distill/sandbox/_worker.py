@@ -632,7 +632,7 @@ def mount_root(sources, scratch_mb: int, binds) -> str:
            f"size={int(scratch_mb)}m,nr_inodes=4096,mode=1777,uid=0,gid=0")
     for src, kind, how in sources:
         dst = newroot + src
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
         if kind == "symlink":
             os.symlink(how, dst)
             continue
@@ -1565,6 +1565,10 @@ def _wipe_tree(base: str, device: int) -> int:
             os.chdir("..")
             if inner and all(n in inner for n in os.listdir(name)):
                 skip[-1].add(name)  # it leads to a mount point (or to a failure, counted)
+                try:  # entering chmod-ed it 0700: programs (their own uid) must still pass
+                    os.chmod(name, 0o755)
+                except OSError:
+                    pass
                 continue
             try:
                 os.rmdir(name)
