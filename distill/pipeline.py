@@ -93,7 +93,8 @@ def open_run_dir(run_dir: Path) -> dict[str, Any]:
         if _is_run_manifest(manifest):
             return manifest
         raise RunDirError(f"{path} is not a mathdistill run manifest; choose another --run-dir")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    # a run killed during its very first manifest write leaves only the temporary file
+    if run_dir.is_dir() and any(p.name != MANIFEST + ".tmp" for p in run_dir.iterdir()):
         raise RunDirError(
             f"run directory {run_dir} is not empty and holds no {MANIFEST}: a run writes (and "
             "starts stages over by deleting their folders) only in a new or empty folder or in "
@@ -312,11 +313,12 @@ def run_pipeline(config: PipelineConfig, run_dir: str | Path | None = None, log:
                               f"record stage {stage.name!r}: it is not this run's to replace; "
                               "move it away or choose another --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(config, run_dir / "config.yaml")
     manifest.update({"format": RUN_FORMAT, "name": config.name,
                      "config": config.model_dump(mode="json")})
     manifest.pop("code_version", None)  # per stage now: each stage records the code it ran
     stages = manifest.setdefault("stages", {})
+    _write_manifest(run_dir, manifest)  # first: the folder is a run's before anything else
+    dump_config(config, run_dir / "config.yaml")
     init_ray(config)
     key = ""
     for stage in plan:

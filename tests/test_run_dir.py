@@ -63,6 +63,8 @@ def test_an_existing_folder_is_used_only_when_it_is_a_run(tmp_path: Path) -> Non
     assert open_run_dir(tmp_path / "new") == {}
     (tmp_path / "empty").mkdir()
     assert open_run_dir(tmp_path / "empty") == {}
+    (tmp_path / "empty" / "manifest.json.tmp").write_text("{")  # killed in its first write
+    assert open_run_dir(tmp_path / "empty") == {}
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("mine")
     with pytest.raises(RunDirError, match="not empty"):
@@ -81,6 +83,20 @@ def test_an_existing_folder_is_used_only_when_it_is_a_run(tmp_path: Path) -> Non
     legacy = {"name": "q", "config": {}, "code_version": "abc", "stages": {}}
     (tmp_path / "run" / "manifest.json").write_text(json.dumps(legacy))
     assert open_run_dir(tmp_path / "run") == legacy
+
+
+def test_the_manifest_is_the_first_thing_a_run_writes(tmp_path: Path, monkeypatch) -> None:
+    """A run killed right after it started must be able to start again in its folder."""
+    import distill.pipeline as pipeline
+
+    def killed(config, path):
+        raise KeyboardInterrupt  # stands for a kill while the config file is written
+
+    monkeypatch.setattr(pipeline, "dump_config", killed)
+    cfg = PipelineConfig(name="x")
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(cfg, tmp_path / "run", log=lambda s: None)
+    assert open_run_dir(tmp_path / "run")["format"] == RUN_FORMAT
 
 
 def test_a_stage_folder_the_manifest_does_not_record_is_left_alone(tmp_path: Path) -> None:
