@@ -80,7 +80,6 @@ def test_evaluation_actors_decode_in_the_configured_dtype(ray_local, tmp_path: P
     """The evaluation stage's Ray Data actors place the student themselves: the inference
     dtype reaches them (bfloat16 gives the outputs a bfloat16 model gives locally) and is
     resolved against the actor's device (float16 on a CPU actor is refused, by name)."""
-    pytest.importorskip("torch")
     from distill.data.synthetic import SyntheticConfig
     from distill.data.synthetic import generate as synth
     from distill.evaluate import EvaluateConfig

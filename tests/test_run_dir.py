@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,13 +28,9 @@ def _tree(root: Path) -> dict[str, str]:
 
 
 def _repo_copy(dest: Path) -> Path:
-    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True)
-    if listed.returncode != 0:
-        pytest.skip("not a git checkout")
-    for name in listed.stdout.splitlines():
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
+    """The repository as a user's clone has it (no venv, no runs, no caches)."""
+    shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "runs", "__pycache__", ".pytest_cache", "*.egg-info", "data"))
     # the default dataset location, which `--run-dir .` used to delete
     (dest / "data" / "gsm8k").mkdir(parents=True)
     shutil.copy2(FIXTURES / "gsm8k" / "test.jsonl", dest / "data" / "gsm8k" / "test.jsonl")

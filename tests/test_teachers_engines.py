@@ -364,7 +364,7 @@ def _vllm_config(model: str, **kw) -> GenerateConfig:
 
 
 def test_vllm_processor_config():
-    pytest.importorskip("ray.data.llm")
+    import ray.data.llm  # noqa: F401  (installed with ray[data])
     from distill.teachers.engines.vllm import processor_config
 
     pc = processor_config(_vllm_config("Qwen/Qwen2.5-7B-Instruct",
@@ -381,7 +381,7 @@ def test_vllm_processor_config_takes_the_stage_resources():
     """ray.resources.generate describes one engine replica: its GPUs and CPUs reach the
     processor's placement group (one bundle per TP x PP worker), its concurrency the replica
     count, and vllm.accelerator_type the accelerator type."""
-    pytest.importorskip("ray.data.llm")
+    import ray.data.llm  # noqa: F401  (installed with ray[data])
     from distill.config import StageResources
     from distill.teachers.engines.vllm import engine_memory, processor_config
 
@@ -410,7 +410,7 @@ def test_vllm_processor_config_takes_the_stage_resources():
 
 def test_vllm_processor_config_of_the_shipped_gpu_config():
     """configs/gsm8k_kpdd_pot.yaml: 4 replicas of one GPU and 4 CPUs each."""
-    pytest.importorskip("ray.data.llm")
+    import ray.data.llm  # noqa: F401  (installed with ray[data])
     from pathlib import Path
 
     from distill.config import load_config
@@ -426,7 +426,7 @@ def test_vllm_processor_config_of_the_shipped_gpu_config():
 def test_vllm_replica_count_is_fixed():
     """An int concurrency is an autoscaling range 1..n in ray 2.60's vLLM processor (it calls
     get_concurrency(autoscaling_enabled=True)); the engine pool must hold n replicas."""
-    pytest.importorskip("ray.data.llm")
+    import ray.data.llm  # noqa: F401  (installed with ray[data])
     from distill.config import StageResources
     from distill.teachers.engines.vllm import processor_config
 
@@ -439,7 +439,7 @@ def test_vllm_replica_count_is_fixed():
 def test_vllm_processor_stages_on_cpu(ray_local, tiny_lm):
     """The processor is built on CPU from a local model folder; its stages and their settings
     are checked, and its CPU stages (chat template, tokenizer) are run on our rows."""
-    pytest.importorskip("ray.data.llm")
+    import ray.data.llm  # noqa: F401  (installed with ray[data])
     import ray.data
     from ray.llm._internal.batch.processor.base import Processor
 
@@ -578,7 +578,7 @@ def test_vllm_run_dataset_on_cpu_one_engine_pool(ray_local, tiny_lm, tmp_path, m
     template, tokenizer, detokenizer) with its engine stage scripted. A three-round KPDD-PoT
     run over 3 engine batches builds the processor once and one engine per replica; stop
     strings do not reach the stored completions; a failed row is retried by the next run."""
-    pytest.importorskip("ray.data.llm")
+    import ray.data.llm  # noqa: F401  (installed with ray[data])
     from functools import partial
 
     from distill.data.synthetic import SyntheticConfig, generate
@@ -637,7 +637,8 @@ def test_gpu_extra_is_the_ray_llm_extra_of_the_pinned_ray():
     ray_pin = next(d for d in project["dependencies"] if d.startswith("ray["))
     version = ray_pin.split("==", 1)[1]
     assert project["optional-dependencies"]["gpu"] == [f"ray[llm]=={version}"]
-    ray = pytest.importorskip("ray")
+    import ray
+
     assert ray.__version__ == version
 
 

@@ -349,10 +349,7 @@ def test_deepspeed_resume_after_kill_continues_exactly(tmp_path: Path, one_threa
     ({"enabled": True, "zero_stage": 2}, "bfloat16"),
 ])
 def test_bf16_training_on_cpu(tmp_path: Path, one_thread, deepspeed, weights) -> None:
-    if deepspeed["enabled"]:
-        pytest.importorskip("deepspeed")
-    if not torch.amp.is_autocast_available("cpu"):
-        pytest.skip("this torch has no bf16 autocast on CPU")
+    assert torch.amp.is_autocast_available("cpu")  # the pinned CPU torch has it
     rows = _sft(_problems(24))
     cfg = _config(epochs=3, precision="bf16", deepspeed=deepspeed)
     init = get_student("scratch").prepare(cfg.student, _texts(rows), tmp_path / "init")
