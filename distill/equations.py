@@ -59,7 +59,7 @@ from typing import Collection, Iterator, Mapping, Sequence, Union
 
 from distill.quantities import normalize_text
 
-# Numbers an equation may use without finding them in the problem (METHODS.md §1); configs
+# Numbers an equation may use without finding them in the problem (FLTT's constants); configs
 # override them per run (DataConfig.constants).
 DEFAULT_CONSTANTS = ("1", "2", "3.14", "100")
 

@@ -1,4 +1,4 @@
-"""Weak supervision by equation search (METHODS.md section 1): expressions over a problem's
+"""Weak supervision by equation search (FLTT's answer-only labels): expressions over a problem's
 quantities and allowed constants that give its answer, de-duplicated, ranked, rendered as
 Rationale rows. The core imports without Ray; :func:`search_dataset` runs it on Ray Data.
 
