@@ -1325,33 +1325,29 @@ class Worker:
     def _exited_by(pid: int, deadline: float):
         """The child's wait status once it has exited, or None when it is still running at
         ``deadline``."""
-        try:
-            got, st = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return 0
-        if got:
-            return st
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:
-            pidfd = -1
+        pidfd: int | None = None  # opened on the first wait: most children have exited by then
         try:
             while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                if pidfd >= 0:
-                    select.select([pidfd], [], [], left)
-                else:
-                    time.sleep(min(left, 0.0005))
                 try:
                     got, st = os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:
                     return 0
                 if got:
                     return st
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                if pidfd is None:
+                    try:
+                        pidfd = os.pidfd_open(pid)
+                    except OSError:
+                        pidfd = -1
+                if pidfd >= 0:
+                    select.select([pidfd], [], [], left)
+                else:
+                    time.sleep(min(left, 0.0005))
         finally:
-            if pidfd >= 0:
+            if pidfd is not None and pidfd >= 0:
                 os.close(pidfd)
 
     @staticmethod
