@@ -348,6 +348,47 @@ def test_isolation_registry_lists_names_and_refuses_duplicates():
         register_isolation(get_isolation("none"))
 
 
+def test_bwrap_is_started_as_the_unprivileged_uid_on_a_root_host(monkeypatch):
+    """bwrap maps the sandbox to the uid that starts it: a root host starts it through the
+    launcher as ``uid_base``; an unprivileged host starts it directly."""
+    bwrap = get_isolation("bwrap")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    cmd = bwrap.wrap(["/usr/bin/true"], [("/usr", "dir")], 1, 4321)
+    assert cmd[4].endswith("_bwrap_as_user.py"), cmd
+    assert cmd[5:8] == ["4321", json.dumps([["/usr", "dir"]]), "--"], cmd
+    assert os.path.basename(cmd[8]) == "bwrap" and cmd[-1] == "/usr/bin/true", cmd
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    cmd = bwrap.wrap(["/usr/bin/true"], [("/usr", "dir")], 1, 4321)
+    assert os.path.basename(cmd[0]) == "bwrap", cmd
+
+
+def test_bwrap_launcher_rebinds_only_what_a_foreign_uid_cannot_reach():
+    """A Python under a 0700 directory (``/root/.pyenv``) is re-bound under a tmpfs covering
+    the top-most directory the sandbox uid cannot enter; reachable paths are left to bwrap."""
+    import shutil
+    import tempfile
+
+    from distill.sandbox import _bwrap_as_user as launcher
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        python_lib = base / "home" / "py" / "lib"
+        python_lib.mkdir(parents=True)
+        (base / "home").chmod(0o700)
+        (base / "home" / "py").chmod(0o700)  # below the top-most one: covered by it
+        shared = base / "usr"
+        shared.mkdir()
+        binds = [(str(python_lib), "dir"), (str(shared), "dir"), ("/dev/null", "dev")]
+        if any(not launcher.enterable_by_others(str(p)) for p in [*base.parents, base]):
+            pytest.skip(f"{base} is not reachable by other users on this machine")
+        assert launcher.blocking_ancestor(str(python_lib)) == str(base / "home")
+        assert launcher.blocking_ancestor(str(shared)) is None
+        assert launcher.plan(binds) == {str(base / "home"): [(str(python_lib), "dir")]}
+    finally:
+        shutil.rmtree(base)
+
+
 # --------------------------------------------------------------------------------------------
 # Pool: concurrency, order, replacement, lifecycle
 # --------------------------------------------------------------------------------------------
@@ -492,7 +533,8 @@ def test_auto_falls_back_when_namespaces_are_refused(monkeypatch):
     refuse = ["sh", "-c", "echo 'unshare: unshare failed: Operation not permitted' >&2; exit 1", "--"]
     real_wrap = unshare.wrap
     monkeypatch.setattr(unshare, "unavailable", lambda: None)
-    monkeypatch.setattr(unshare, "wrap", lambda argv, binds, mb: refuse + real_wrap(argv, binds, mb))
+    monkeypatch.setattr(unshare, "wrap",
+                        lambda argv, binds, mb, uid: refuse + real_wrap(argv, binds, mb, uid))
     with pytest.warns(SandboxWarning) as caught:
         p = SandboxPool(workers=1, light_workers=False, warmup=False, timeout_s=TIMEOUT)
         report = p.start()

@@ -70,9 +70,10 @@ Isolation layers, strongest first (``mathdistill sandbox check`` prints those in
   (``/proc/sys``) are not writable, and a program has no rights over its worker (no signal,
   ``prlimit``, renice, CPU pinning, ptrace, ``F_SETOWN`` delivery). On an unprivileged host the
   one uid it owns is mapped and programs share it with the worker (seccomp then refuses those
-  controls). ``bwrap`` maps the uid that starts it: started by root, the sandbox is host root
-  (all capabilities dropped; everything read-only but the scratch area and
-  ``/proc``'s own process files), and programs share the worker's uid.
+  controls). ``bwrap`` maps the uid that starts it, so a root host starts it as host uid
+  ``uid_base`` (``_bwrap_as_user.py``: Python directories that uid cannot reach, under
+  ``/root``, are re-bound in a private mount namespace first), never as root; programs share
+  the worker's uid (seccomp refuses the same-uid controls).
 * ``/proc``: unshare mounts it read-only with ``subset=pid`` (processes only: no
   ``/proc/sys``, ``/proc/sysrq-trigger``, ...; the whole of it read-only on kernels before
   5.8); bwrap's ``/proc`` is remounted read-only (its ``/proc/sys`` is read-only already).
@@ -91,8 +92,7 @@ Isolation layers, strongest first (``mathdistill sandbox check`` prints those in
   them all.
 * rlimits: CPU seconds (``timeout_s`` rounded up + 1), address space (``memory_mb`` on top of
   the pre-imported interpreter), processes (enforced for the program uid; not by Linux for host
-  root -- ``none`` or bwrap as root --: seccomp is the wall there), file size, open files, no
-  core dumps; the worker's own are set hard and checked after every program.
+  root -- ``none`` --: seccomp is the wall there), file size, open files, no core dumps; the worker's own are set hard and checked after every program.
 * The wall clock, kept by the worker: at ``timeout_s`` the program and everything it left are
   SIGKILLed; the host gives the worker ``grace_s`` more and then replaces it.
 * The environment: programs see HOME/TMPDIR (the scratch area), LANG and PATH; the worker was
@@ -129,7 +129,7 @@ Contained, per isolation mode (the hostile suite, tests/test_sandbox_hostile.py,
 host files (read/write), other processes, environment  yes       yes      environment only
 network, host loopback, abstract unix sockets          yes       yes      seccomp only
 host kernel settings (/proc/sys), sysrq                yes       yes      no (root host)
-sandbox uid is host root                               never     as root  as host user
+sandbox uid is host root                               never     never    as host user
 the worker (prlimit, renice, signals, ptrace, F_SETOWN) uid+secc  seccomp  seccomp
 the next program (files, SysV IPC, deep dirs, limits)  yes       yes*     yes* (no IPC ns)
 an early report + keep running; answers stalling host  yes       yes      yes
@@ -141,9 +141,8 @@ seccomp, each alone.
 
 What it does not protect against
 --------------------------------
-* bwrap started by root: the sandbox's uid is host root (no capabilities, a read-only root);
-  prefer ``unshare`` there (auto does). ``none`` as root: programs can open host-global
-  ``/proc/sys`` files for writing (seccomp, rlimits and the AST check still hold).
+* ``none`` as root: programs can open host-global ``/proc/sys`` files for writing (seccomp,
+  rlimits and the AST check still hold).
 * Kernel exploits: the wall is the Linux kernel (namespaces, seccomp); a kernel bug reachable
   through the allowed syscalls escapes all of it. For hostile users at scale, run workers in a
   VM-grade sandbox (gVisor, Firecracker) as well.

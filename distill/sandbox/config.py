@@ -59,9 +59,10 @@ class SandboxConfig(BaseModel):
     max_answer_chars: int = Field(4096, ge=16, description="Longest answer text accepted "
                                   "(longer: 'output_limit').")
     uid_base: int = Field(1_879_048_192, ge=1, le=4_294_967_000, description="Host uids of "
-                          "the sandbox when the host is root (unshare isolation): the worker "
-                          "runs as host uid uid_base and its programs as uid_base + 1 (never "
-                          "host root). Both must belong to nobody else on the host.")
+                          "the sandbox when the host is root: unshare runs the worker as host uid "
+                          "uid_base and its programs as uid_base + 1, bwrap runs both as "
+                          "uid_base (never host root). Both must belong to nobody else on the "
+                          "host.")
     startup_timeout_s: float = Field(60.0, gt=0, description="Time a worker may take to start "
                                      "(imports and warm-up included).")
     grace_s: float = Field(2.0, gt=0, description="Extra time the host waits for a worker's "

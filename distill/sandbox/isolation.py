@@ -15,12 +15,15 @@ the host (no home directories, no repository, no ``/etc/shadow``) exists inside.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
 from typing import Protocol
+
+from distill.sandbox.config import SandboxConfig
 
 __all__ = [
     "AUTO_ORDER",
@@ -32,8 +35,9 @@ __all__ = [
 ]
 
 AUTO_ORDER = ("bwrap", "unshare", "none")
+DEFAULT_UID_BASE: int = SandboxConfig.model_fields["uid_base"].default
 # A root host: the unshare backend maps the sandbox to unprivileged host uids and runs programs
-# under a uid of their own; bwrap started by root would map the sandbox to host root.
+# under a uid of their own; bwrap (started as uid_base) gives programs the worker's uid.
 AUTO_ORDER_ROOT = ("unshare", "bwrap", "none")
 
 
@@ -58,8 +62,10 @@ class IsolationBackend(Protocol):
     def unavailable(self) -> str | None:
         """None when this backend can start workers here, else why not."""
 
-    def wrap(self, argv: list[str], binds: list[tuple[str, str]], scratch_mb: int) -> list[str]:
-        """The command that runs ``argv`` inside this backend's namespaces."""
+    def wrap(self, argv: list[str], binds: list[tuple[str, str]], scratch_mb: int,
+             uid_base: int) -> list[str]:
+        """The command that runs ``argv`` inside this backend's namespaces; ``uid_base`` is the
+        unprivileged host uid a root host runs the sandbox as (``SandboxConfig.uid_base``)."""
 
 
 _REGISTRY: dict[str, IsolationBackend] = {}
@@ -170,7 +176,12 @@ def _run_probe(cmd: list[str]) -> str | None:
 
 
 class BwrapIsolation:
-    """bubblewrap: builds the minimal root itself; the worker runs as pid 1 of its namespace."""
+    """bubblewrap: builds the minimal root itself; the worker runs as pid 1 of its namespace.
+
+    bwrap maps the sandbox to the uid that starts it. On a root host it is therefore started
+    through ``_bwrap_as_user.py`` as host uid ``uid_base`` (the unprivileged uid the unshare
+    backend gives its workers), never as root; Python installations that uid could not reach
+    (under ``/root``) are made reachable in a private mount namespace first."""
 
     name = "bwrap"
     namespaces = ("user", "mount", "pid", "net", "ipc", "uts", "cgroup")
@@ -185,10 +196,12 @@ class BwrapIsolation:
         if exe is None:
             return "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
         return _run_probe(self.wrap(["/bin/true" if os.path.exists("/bin/true") else
-                                     "/usr/bin/true"], list(sandbox_binds()), 1))
+                                     "/usr/bin/true"], list(sandbox_binds()), 1,
+                                    DEFAULT_UID_BASE))
 
-    def wrap(self, argv: list[str], binds: list[tuple[str, str]], scratch_mb: int) -> list[str]:
-        cmd = [self.binary() or "bwrap", "--die-with-parent", "--new-session", "--unshare-all",
+    def wrap(self, argv: list[str], binds: list[tuple[str, str]], scratch_mb: int,
+             uid_base: int) -> list[str]:
+        cmd = [os.path.realpath(self.binary() or "bwrap"), "--die-with-parent", "--new-session", "--unshare-all",
                "--as-pid-1", "--cap-drop", "ALL",
                # The scratch tmpfs first: an exposed path under /tmp (a venv or checkout there)
                # is then bound on top of it instead of being hidden by it.
@@ -204,7 +217,16 @@ class BwrapIsolation:
         # writes the worker's oom_score_adj, coredump_filter or comm
         cmd += ["--proc", "/proc", "--remount-ro", "/proc", "--remount-ro", "/", "--chdir", "/",
                 "--"]
+        if os.geteuid() == 0:
+            cmd = as_unprivileged_user(cmd, binds, uid_base)
         return cmd + argv
+
+
+def as_unprivileged_user(cmd: list[str], binds: list[tuple[str, str]], uid: int) -> list[str]:
+    """``cmd`` (a root host's bwrap command) started as host ``uid`` instead of root."""
+    launcher = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bwrap_as_user.py")
+    return [os.path.realpath(sys.executable), "-I", "-S", "-B", launcher, str(int(uid)),
+            json.dumps([list(b) for b in binds]), "--", *cmd]
 
 
 _NS_PROBE = """\
@@ -248,7 +270,8 @@ class UnshareIsolation:
         return _run_probe([os.path.realpath(sys.executable), "-I", "-S", "-c", _NS_PROBE,
                            *map(str, flags)])
 
-    def wrap(self, argv: list[str], binds: list[tuple[str, str]], scratch_mb: int) -> list[str]:
+    def wrap(self, argv: list[str], binds: list[tuple[str, str]], scratch_mb: int,
+             uid_base: int) -> list[str]:
         return list(argv)
 
 
@@ -263,7 +286,8 @@ class NoIsolation:
     def unavailable(self) -> str | None:
         return None
 
-    def wrap(self, argv: list[str], binds: list[tuple[str, str]], scratch_mb: int) -> list[str]:
+    def wrap(self, argv: list[str], binds: list[tuple[str, str]], scratch_mb: int,
+             uid_base: int) -> list[str]:
         return list(argv)
 
 

@@ -472,7 +472,8 @@ class SandboxPool:
         wcfg = self._worker_config(kind)
         python = os.path.realpath(sys.executable)
         argv = [python, "-I", "-S", "-B", "-c", _BOOTSTRAP]
-        cmd = backend.wrap(argv, list(sandbox_binds()), self.config.scratch_mb)
+        cmd = backend.wrap(argv, list(sandbox_binds()), self.config.scratch_mb,
+                           self.config.uid_base)
         try:
             return _Worker(cmd, wcfg, self.config.startup_timeout_s)
         except BaseException:
