@@ -16,8 +16,10 @@ Modes (one pool each, one worker of each kind):
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from test_sandbox import _tree
+from test_sandbox import _tree, namespaces_refused
 
 from distill.sandbox import SandboxPool, SandboxWarning
 from distill.sandbox.isolation import get_isolation, sandbox_binds
@@ -518,3 +520,59 @@ def test_only_system_and_python_paths_are_exposed() -> None:
     assert repo_listing == [".venv"] or str(REPO) not in sys.prefix  # only the venv, if it is there
     allowed_top = {"tmp", "proc", "dev"} | {p.split("/")[1] for p in exposed}
     assert set(root_listing) <= allowed_top, set(root_listing) - allowed_top
+
+
+_UNPRIVILEGED_CHILD = """\
+import json, os, sys
+from distill.sandbox import SandboxPool
+from distill.sandbox.isolation import get_isolation
+probes = {
+    "mapped_to": "ans = int(open('/proc/self/uid_map').read().split()[1])",
+    "sysctls_writable": "import os\\nn = 0\\nfor p in ['/proc/sys/kernel/core_pattern', "
+                        "'/proc/sys/kernel/hostname']:\\n    try:\\n"
+                        "        os.close(os.open(p, os.O_WRONLY))\\n        n += 1\\n"
+                        "    except OSError:\\n        pass\\nans = n",
+    "worker_limit_lowered": "import os, resource\\ntry:\\n"
+                            "    resource.prlimit(os.getppid(), resource.RLIMIT_AS, (1 << 30,) * 2)\\n"
+                            "    ans = 1\\nexcept OSError:\\n    ans = 0",
+    "sum": "ans = 2 + 3",
+}
+out = {"host_uid": os.geteuid()}
+for mode in ("unshare", "bwrap"):
+    if get_isolation(mode).unavailable():
+        continue
+    with SandboxPool(isolation=mode, ast_check=False, workers=1, warmup=False,
+                     light_workers=False) as pool:
+        results = pool.run_many(list(probes.values()))
+        out[mode] = {"uids": pool.report.layers[0],
+                     **{k: r.answer or r.error for k, r in zip(probes, results)}}
+print(json.dumps(out))
+"""
+
+
+def test_an_unprivileged_host_holds_in_unshare_and_bwrap() -> None:
+    """The path of a user who is not root: one uid of their own, shared by worker and programs.
+    A root host runs this test as an unused uid (through the same launcher bwrap uses, which
+    makes a Python under ``/root`` reachable); an unprivileged one runs it as itself."""
+    from distill.sandbox.isolation import as_unprivileged_user
+
+    cmd = [sys.executable, "-B", "-c", _UNPRIVILEGED_CHILD]
+    if os.geteuid() == 0:
+        cmd = as_unprivileged_user(cmd, [*sandbox_binds(), (str(REPO), "dir")], 1_879_048_300)
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(REPO), "LANG": "C.UTF-8"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    uid = out["host_uid"]
+    assert uid != 0
+    assert "unshare" in out or namespaces_refused() is not None, out
+    for mode in ("unshare", "bwrap"):
+        if mode not in out:
+            continue
+        got = out[mode]
+        assert got["mapped_to"] == str(uid), (mode, got)  # the one uid it owns; never root
+        assert got["sysctls_writable"] == "0", (mode, got)
+        assert got["worker_limit_lowered"] == "0", (mode, got)  # seccomp holds, same uid
+        assert got["sum"] == "5", (mode, got)
+        assert f"host uid {uid}" in got["uids"], (mode, got)

@@ -77,6 +77,7 @@ def plan(binds: list[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
 def reach(uid_binds: dict[str, list[tuple[str, str]]]) -> None:
     """Make every planned path reachable in this (private) mount namespace."""
     for top, items in sorted(uid_binds.items()):
+        items = sorted(items, key=lambda item: item[0].count("/"))  # parents before children
         fds = [(path, kind, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path, kind in items]
         _mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
         for path, kind, fd in fds:
