@@ -1,6 +1,6 @@
 """Benchmark: the generate stage on Ray Data (hf engine) against a plain batched generate loop.
 
-Builds a tiny random decoder-only teacher (``distill.teachers.testing.build_tiny_lm``; nothing
+Builds a tiny random decoder-only teacher (``distill.generate.testing.build_tiny_lm``; nothing
 is downloaded) and N synthetic problems, renders the same prompts (strategy ``cot``, chat
 template, ``--demos`` few-shot examples) and generates ``--max-tokens`` tokens per problem,
 greedy, ``--batch-size`` prompts per ``generate()`` call (consecutive problems), in two ways in
@@ -10,7 +10,7 @@ the same run:
    batch by batch, decode -- with ``torch.set_num_threads(--threads)``, at the niceness Ray
    gives its worker processes (so other load on a shared machine weighs on both sides
    alike); model loading is timed too;
-2. the stage: ``distill.teachers.generate_dataset`` on a local Ray cluster (started before the
+2. the stage: ``distill.generate.generate_dataset`` on a local Ray cluster (started before the
    clock starts): one hf-engine actor with ``--threads`` CPUs (Ray gives it that many torch
    threads) that generates and verifies each batch, the driver committing every batch as a
    Parquet shard. Its time is the whole call: actor start-up, model loading, generation,
@@ -114,10 +114,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     from distill.config import StageResources
     from distill.data.synthetic import SyntheticConfig, generate
-    from distill.teachers import GenerateConfig, generate_dataset, read_rationales
-    from distill.teachers.strategies import problem_variables
-    from distill.teachers.templates import load_template
-    from distill.teachers.testing import build_tiny_lm
+    from distill.generate import GenerateConfig, generate_dataset, read_rationales
+    from distill.generate.strategies import problem_variables
+    from distill.generate.templates import load_template
+    from distill.generate.testing import build_tiny_lm
 
     work = tempfile.mkdtemp(prefix="bench-generate-")
     model_dir = build_tiny_lm(os.path.join(work, "teacher"), hidden_size=args.hidden, layers=args.layers)

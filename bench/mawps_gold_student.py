@@ -34,16 +34,10 @@ def main() -> None:
 
     from distill.data import get_loader
     from distill.data.decontam import decontaminate
-    from distill.evaluate import score_problems, summarize
-    from distill.train import (
-        InferenceConfig,
-        TrainConfig,
-        build_sft_examples,
-        fit,
-        generate,
-        prediction_rows,
-    )
-    from distill.train.sft import masked_gold_equations
+    from distill.evaluate import InferenceConfig, score_problems, summarize
+    from distill.evaluate.infer import generate, prediction_rows
+    from distill.sft import build_sft_examples, masked_gold_equations
+    from distill.train import TrainConfig, fit
     from distill.train.students import load_student, parameter_count
 
     t0 = time.perf_counter()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 def _rows(n: int) -> list[dict]:
     from distill.data.synthetic import SyntheticConfig, generate
-    from distill.train.sft import build_sft_examples, masked_gold_equations
+    from distill.sft.core import build_sft_examples, masked_gold_equations
 
     problems = generate(SyntheticConfig(seed=11, langs=["en"]), "train", n=n)
     eqs, _ = masked_gold_equations(problems)

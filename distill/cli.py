@@ -17,7 +17,7 @@ from distill.config import DEFAULT_CONSTANTS, ConfigError, DataConfig, DataSourc
 from distill.data.base import DataError, resolve_data_dir
 from distill.sandbox.cli import sandbox_app
 from distill.search.cli import search_command
-from distill.teachers.cli import generate_command
+from distill.generate.cli import generate_command
 
 app = typer.Typer(
     help="Distill the math reasoning of large teacher LLMs into small students, on Ray.",

@@ -24,32 +24,29 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from distill.configbase import StrictModel
 from distill.data.synthetic import SyntheticConfig
 from distill.equations import DEFAULT_CONSTANTS
+from distill.evaluate.config import EvaluateConfig
+from distill.generate.config import GenerateConfig
 from distill.sandbox.config import SandboxConfig
-from distill.evaluate import EvaluateConfig
 from distill.search.config import SearchConfig
-from distill.teachers.config import GenerateConfig
-from distill.train.config import SFTConfig, TrainConfig
+from distill.sft.config import SFTConfig
+from distill.train.config import TrainConfig
 
 
 class ConfigError(ValueError):
     """A configuration file or value that cannot be used; the message names file and key."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
 # ----------------------------------------------------------------------------------- Ray side
-class StageResources(_Model):
+class StageResources(StrictModel):
     """Resources one stage's Ray workers ask for (per task or per actor)."""
 
     num_cpus: float = Field(1.0, ge=0, description="CPUs per task/actor.")
@@ -60,7 +57,7 @@ class StageResources(_Model):
     )
 
 
-class RayConfig(_Model):
+class RayConfig(StrictModel):
     """How to reach Ray and what each stage may use. The embedded default is a local cluster."""
 
     address: str | None = Field(
@@ -103,7 +100,7 @@ class RayConfig(_Model):
 
 
 # ---------------------------------------------------------------------------------- data stage
-class DataSource(_Model):
+class DataSource(StrictModel):
     """One dataset split to load: a registered dataset, or a user's file with a column map."""
 
     name: str = Field(..., description="Registered dataset name (see `mathdistill data list`).")
@@ -129,7 +126,7 @@ class DataSource(_Model):
         return f"{self.name}:{self.split}"
 
 
-class DataConfig(_Model):
+class DataConfig(StrictModel):
     """The data stage: which problems to train on and to evaluate on."""
 
     data_dir: str | None = Field(
@@ -157,7 +154,7 @@ class DataConfig(_Model):
 
 
 # ------------------------------------------------------------------------------- the pipeline
-class PipelineConfig(_Model):
+class PipelineConfig(StrictModel):
     """A whole run: data -> teacher -> SFT examples -> train -> evaluate. Unknown keys are
     errors."""
 

@@ -8,14 +8,14 @@ Stages (each writes under ``<run_dir>/<stage>/``):
   problem's quantities, ranked Rationale rows (:mod:`distill.search.stage`);
 * ``generate`` -- the teacher when ``teacher: generate``: a teacher LLM (vLLM, an
   OpenAI-compatible server or transformers) writes rationales, verified by answer, sandboxed
-  execution and equation checks (:mod:`distill.teachers.stage`; resumable row by row);
+  execution and equation checks (:mod:`distill.generate.stage`; resumable row by row);
   with ``teacher: gold`` there is no teacher stage and the dataset's own equations are used;
-* ``sft``      -- SFT examples for ``train.target`` (:mod:`distill.train.sft`):
+* ``sft``      -- SFT examples for ``train.target`` (:mod:`distill.sft.stage`):
   ``examples.parquet`` and ``summary.json`` with the problems skipped per reason;
 * ``train``    -- Ray Train (DDP or DeepSpeed ZeRO) into ``train/``; a killed run resumes from
   its last epoch checkpoint; ``result.json`` names the final checkpoint;
 * ``evaluate`` -- the student on every evaluation set: ``report.json``, ``report.md``,
-  ``plots/``, ``predictions.jsonl`` (:mod:`distill.evaluate_stage`).
+  ``plots/``, ``predictions.jsonl`` (:mod:`distill.evaluate.stage`).
 
 Each stage's entry in the manifest holds its status, its key, the version of its code, its
 counts and its timing. The key hashes everything that changes the stage's rows: its config
@@ -58,8 +58,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     unreachable or failing teacher): entry points print their message, without a traceback,
     and exit non-zero."""
     from distill.data.base import DataError
-    from distill.teachers.engines import TeacherUnavailableError
-    from distill.teachers.stage import GenerationFailedError, StageMismatchError
+    from distill.generate.engines import TeacherUnavailableError
+    from distill.generate.stage import GenerationFailedError, StageMismatchError
 
     return (ConfigError, DataError, TeacherUnavailableError, GenerationFailedError,
             StageMismatchError)
@@ -143,7 +143,7 @@ def _search_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) ->
 
 
 def _generate_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
-    from distill.teachers import generate_dataset
+    from distill.generate import generate_dataset
 
     rows = _train_problems(run_dir)
     g = config.generate
@@ -154,58 +154,12 @@ def _generate_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) 
                             sandbox=config.sandbox, progress=log)
 
 
-def _read_rationales(folder: Path) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    from distill.records import RATIONALE_SCHEMA
-
-    rows = pq.read_table(str(folder), schema=RATIONALE_SCHEMA).to_pylist()
-    return sorted(rows, key=lambda r: (r["id"], r["sample_idx"]))
-
-
-def _search_equations(rationales: list[dict[str, Any]]) -> dict[str, str]:
-    """problem id -> the best-ranked search match over N-placeholders."""
-    best: dict[str, str] = {}
-    for r in rationales:
-        if r["verdict"] == "correct" and r["id"] not in best:
-            best[r["id"]] = json.loads(r["meta"])["equation_masked"]
-    return best
-
-
 def _sft_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
-    from distill.records import SFT_EXAMPLE_SCHEMA, to_table
-    from distill.train.sft import build_sft_examples, masked_gold_equations
+    from distill.sft.stage import write_sft_stage
 
-    problems = _train_problems(run_dir)
-    target = config.train.target
-    skipped_gold: dict[str, int] = {}
-    if config.teacher == "gold":
-        if not target.startswith("equation_"):
-            raise ValueError(f"teacher 'gold' gives equations; train.target {target!r} needs "
-                             "a teacher that writes rationales")
-        equations, skipped = masked_gold_equations(problems, config.data.constants)
-        skipped_gold = dict(skipped)
-        build = build_sft_examples(problems, target, equations=equations)
-    else:
-        rationales = _read_rationales(run_dir / config.teacher / "rationales")
-        if target.startswith("equation_"):
-            build = build_sft_examples(problems, target, equations=_search_equations(rationales))
-        else:
-            build = build_sft_examples(problems, target, rationales=rationales,
-                                       max_per_problem=config.sft.max_per_problem)
-    if not build.rows:
-        raise ValueError(f"sft: no training examples from {len(problems)} problems "
-                         f"(skipped: {dict(build.skipped)})")
-    out.mkdir(parents=True, exist_ok=True)
-    import pyarrow.parquet as pq
-
-    pq.write_table(to_table(build.rows, SFT_EXAMPLE_SCHEMA), out / "examples.parquet")
-    summary = {"problems": len(problems), "examples": len(build.rows),
-               "problems_with_examples": len({r["problem_id"] for r in build.rows}),
-               "skipped": {**dict(build.skipped), **{f"gold_{k}": v for k, v in skipped_gold.items()}},
-               "target": target}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
-    return summary
+    return write_sft_stage(_train_problems(run_dir), config.teacher, config.train.target,
+                           config.sft, config.data.constants,
+                           rationales_dir=run_dir / config.teacher / "rationales", out=out)
 
 
 TRAIN_RESULT = "result.json"
@@ -225,7 +179,7 @@ def _train_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> 
 
 
 def _evaluate_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
-    from distill.evaluate_stage import evaluate_student
+    from distill.evaluate.stage import evaluate_student
 
     student = json.loads((run_dir / "train" / TRAIN_RESULT).read_text())["checkpoint_dir"]
     sets = {s.label: _problems(run_dir, "eval/" + s.label.replace(":", "_"))
@@ -274,16 +228,16 @@ def stages_for(config: PipelineConfig) -> list[Stage]:
         # the sandbox's limits decide program verdicts, so they are part of the key
         stages.append(Stage("generate", lambda c: {"generate": dump(c.generate),
                                                    "sandbox": dump(c.sandbox)},
-                            _generate_stage, code=("distill.pipeline", "distill.teachers"),
+                            _generate_stage, code=("distill.pipeline", "distill.generate"),
                             resumable=True))
     stages += [
         Stage("sft", lambda c: {"teacher": c.teacher, "sft": dump(c.sft),
                                 "target": c.train.target}, _sft_stage,
-              code=("distill.pipeline", "distill.train.sft")),
+              code=("distill.pipeline", "distill.sft.stage")),
         Stage("train", lambda c: dump(c.train), _train_stage,
               code=("distill.pipeline", "distill.train.trainer"), resumable=True),
         Stage("evaluate", lambda c: {"evaluate": dump(c.evaluate), "sandbox": dump(c.sandbox)},
-              _evaluate_stage, code=("distill.pipeline", "distill.evaluate_stage")),
+              _evaluate_stage, code=("distill.pipeline", "distill.evaluate.stage")),
     ]
     return stages
 

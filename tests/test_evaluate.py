@@ -83,9 +83,10 @@ def test_evaluation_actors_decode_in_the_configured_dtype(ray_local, tmp_path: P
     from distill.data.synthetic import SyntheticConfig
     from distill.data.synthetic import generate as synth
     from distill.evaluate import EvaluateConfig
-    from distill.evaluate_stage import evaluate_student
-    from distill.train.config import InferenceConfig, StudentConfig
-    from distill.train.infer import generate
+    from distill.evaluate.stage import evaluate_student
+    from distill.evaluate.config import InferenceConfig
+    from distill.train.config import StudentConfig
+    from distill.evaluate.infer import generate
     from distill.train.students import get_student
 
     problems = synth(SyntheticConfig(seed=7, langs=["en"], max_steps=2), "test", n=6)

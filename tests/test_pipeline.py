@@ -119,7 +119,7 @@ def test_rerun_skips_complete_stages_and_reruns_from_a_changed_one(reference_run
     # the evaluation code changed: only evaluate runs again, and records the new version
     real = pipeline.code_version
     monkeypatch.setattr(pipeline, "code_version", lambda entries: real(entries) + (
-        "+edited" if "distill.evaluate_stage" in entries else ""))
+        "+edited" if "distill.evaluate.stage" in entries else ""))
     logs.clear()
     manifest = run_pipeline(cfg, run_dir, log=logs.append)
     assert [line.split()[0] for line in logs if "skipped" in line] == [
@@ -227,8 +227,8 @@ def test_generating_teacher_pot_student_end_to_end(ray_local, tmp_path) -> None:
     """teacher: generate through the openai engine (a scripted OpenAI-compatible server on
     loopback that answers each problem with a program), pot target, evaluation in the sandbox."""
     from distill.data.synthetic import generate as synthetic
-    from distill.teachers.config import GenerateConfig
-    from distill.teachers.testing import TeacherServer
+    from distill.generate.config import GenerateConfig
+    from distill.generate.testing import TeacherServer
 
     cfg = small_quickstart(epochs=1)
     answers = {p["question"]: p["answer"] for p in synthetic(cfg.data.synthetic, "train")}

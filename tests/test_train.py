@@ -22,10 +22,11 @@ from distill.train.collate import (
     encode_prompts,
     epoch_batches,
 )
-from distill.train.config import InferenceConfig, TrainConfig
-from distill.train.infer import equation_answer, generate, prediction_rows
+from distill.evaluate.config import InferenceConfig
+from distill.train.config import TrainConfig
+from distill.evaluate.infer import equation_answer, generate, prediction_rows
 from distill.train.loop import LocalContext, deepspeed_config, lr_lambda, train_loop
-from distill.train.sft import build_sft_examples, masked_gold_equations
+from distill.sft.core import build_sft_examples, masked_gold_equations
 from distill.train.students import get_student, train_tokenizer
 
 torch = pytest.importorskip("torch")
@@ -383,7 +384,7 @@ def test_equation_answer(text, quantities, notation, expected) -> None:
 
 def test_generate_greedy_and_sampled_and_prediction_rows(tmp_path: Path) -> None:
     from distill.evaluate import score_problems, summarize
-    from distill.train.infer import StudentPredictor
+    from distill.evaluate.infer import StudentPredictor
 
     problems = _problems(6)
     rows = _sft(problems)
@@ -466,8 +467,8 @@ def test_student_predictor_places_the_model_on_its_device_and_dtype(tmp_path: Pa
     """The evaluation actor's model is on the device the seam chose, in the configured dtype,
     and generate() sends its inputs there. On CPU the move shows as a dtype (bfloat16) and,
     for the device, as the ``meta`` device standing in for a GPU."""
-    import distill.train.infer as infer
-    from distill.train.infer import StudentPredictor
+    import distill.evaluate.infer as infer
+    from distill.evaluate.infer import StudentPredictor
 
     problems = _problems(4)
     rows = _sft(problems)
@@ -504,7 +505,7 @@ def test_student_predictor_places_the_model_on_its_device_and_dtype(tmp_path: Pa
 def test_student_predictor_on_gpu(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    from distill.train.infer import StudentPredictor
+    from distill.evaluate.infer import StudentPredictor
 
     problems = _problems(4)
     where = str(get_student("scratch").prepare(_config().student, _texts(_sft(problems)),

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 def _rows(n: int) -> list[dict]:
     from distill.data.synthetic import SyntheticConfig, generate
-    from distill.train.sft import build_sft_examples, masked_gold_equations
+    from distill.sft.core import build_sft_examples, masked_gold_equations
 
     problems = generate(SyntheticConfig(seed=3, langs=["en"], max_steps=2), "train", n=n)
     eqs, _ = masked_gold_equations(problems)

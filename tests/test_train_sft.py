@@ -8,7 +8,7 @@ import json
 import pytest
 
 from distill.records import SFT_EXAMPLE_SCHEMA, make_problem, to_table
-from distill.train.sft import (
+from distill.sft.core import (
     STAGE_KEYPOINTS,
     STAGE_SOLVE,
     build_sft_examples,
@@ -77,7 +77,7 @@ def test_masked_gold_quadratic_agrees_when_one_root_is_the_answer() -> None:
 
 def test_masked_gold_equations_counts_and_agrees_with_synthetic_gold() -> None:
     from distill.data.synthetic import SyntheticConfig, generate
-    from distill.train.infer import equation_answer
+    from distill.evaluate.infer import equation_answer
 
     rows = generate(SyntheticConfig(), "train", n=200)
     rows.append(_p("He has 5 apples.", 5, None, "x"))

@@ -1,4 +1,4 @@
-"""distill.verify: verdicts (correct / wrong / error / unparsable) and reasons for every output
+"""distill.generate.verify: verdicts (correct / wrong / error / unparsable) and reasons for every output
 kind -- final answers, programs run in the real sandbox (hostile ones included), equations
 (parse, quantities and constants, solution), new FDD problems -- as tables."""
 
@@ -11,9 +11,9 @@ import pytest
 
 from distill.records import make_problem
 from distill.sandbox import SandboxConfig, SandboxPool
-from distill.teachers import GenerateConfig
-from distill.teachers.parsers import parse_program
-from distill.verify import NO_GOLD, verify, verify_many
+from distill.generate import GenerateConfig
+from distill.generate.parsers import parse_program
+from distill.generate.verify import NO_GOLD, verify, verify_many
 
 JANET = make_problem(
     dataset="gsm8k", split="test", source_id=0,

@@ -1,7 +1,8 @@
-"""Typed configuration of student training and student inference.
+"""Typed configuration of student training.
 
-:class:`TrainConfig` is the ``train`` section of a pipeline config; :class:`InferenceConfig`
-says how a trained student decodes. Unknown keys are errors, like every config of the project.
+:class:`TrainConfig` is the ``train`` section of a pipeline config (how a trained student
+decodes is :class:`distill.evaluate.config.InferenceConfig`). Unknown keys are errors, like
+every config of the project.
 
 Per-worker resources (CPUs, GPUs) are not repeated here: they come from the Ray side
 (``RayConfig.resources["train"]``, a :class:`distill.config.StageResources`) and are passed to
@@ -12,17 +13,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from distill.configbase import StrictModel
 
 TARGETS = ("equation_prefix", "equation_infix", "pot", "cot", "kpdd")
 Target = Literal["equation_prefix", "equation_infix", "pot", "cot", "kpdd"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class StudentConfig(_Model):
+class StudentConfig(StrictModel):
     """Which student to train: a registered kind plus what that kind needs."""
 
     kind: str = Field(
@@ -72,7 +71,7 @@ class StudentConfig(_Model):
         return self
 
 
-class DeepSpeedConfig(_Model):
+class DeepSpeedConfig(StrictModel):
     """DeepSpeed ZeRO for the training workers; off means plain DDP (or one process)."""
 
     enabled: bool = Field(False, description="Train through deepspeed.initialize.")
@@ -92,7 +91,7 @@ class DeepSpeedConfig(_Model):
         return self
 
 
-class CheckpointingConfig(_Model):
+class CheckpointingConfig(StrictModel):
     """Where checkpoints go. Starting a run with the same storage_path and name resumes it."""
 
     storage_path: str | None = Field(
@@ -118,7 +117,7 @@ class CheckpointingConfig(_Model):
         return v
 
 
-class TrainConfig(_Model):
+class TrainConfig(StrictModel):
     """Student training on Ray Train: one worker per process, DDP or DeepSpeed ZeRO."""
 
     student: StudentConfig = Field(default_factory=StudentConfig, description="The student.")
@@ -163,29 +162,3 @@ class TrainConfig(_Model):
     max_failures: int = Field(
         1, ge=-1, description="Restarts of the worker group after a lost worker (-1: no limit)."
     )
-
-
-class InferenceConfig(_Model):
-    """How a trained student decodes: greedy, or k samples per problem for maj@k."""
-
-    batch_size: int = Field(64, ge=1, description="Sources per generate() call.")
-    max_new_tokens: int = Field(64, ge=1, description="Tokens generated per output at most.")
-    max_source_length: int = Field(256, ge=8, description="Source tokens kept (truncated).")
-    num_samples: int = Field(1, ge=1, description="Outputs per source; >1 samples (maj@k).")
-    temperature: float = Field(0.7, gt=0, description="Sampling temperature (num_samples > 1).")
-    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling (num_samples > 1).")
-    seed: int = Field(0, description="Seed of sampling.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto",
-        description="Weights' dtype when decoding: auto (bfloat16 on a CUDA device that "
-        "supports it, else float32), float32, bfloat16, or float16 (CUDA only). The device is "
-        "the one the process holds: the GPU Ray assigned to the actor, else the CPU.",
-    )
-
-
-class SFTConfig(_Model):
-    """Building the SFT examples from the teacher's output (or the gold equations)."""
-
-    max_per_problem: int | None = Field(
-        1, ge=1, description="Training examples per problem at most: the best-ranked search "
-        "match or the first correct rationales (None: every distinct correct one).")

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 from distill.records import SFT_EXAMPLE_SCHEMA, require_columns, to_table
 from distill.train.config import TrainConfig
 from distill.train.loop import TRAINER_STATE, train_loop
-from distill.train.sft import STAGE_KEYPOINTS, STAGE_SOLVE
+from distill.sft.core import STAGE_KEYPOINTS, STAGE_SOLVE
 from distill.train.students import get_student
 
 if TYPE_CHECKING:

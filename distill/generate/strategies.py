@@ -1,10 +1,10 @@
 """Strategies: which calls a teacher gets for one problem, and how its answers are parsed.
 
 A strategy is plain logic over plain data (a Problem row and the calls made so far), so the
-same code drives the in-process engines (a loop in :func:`distill.teachers.generate.run_calls`)
+same code drives the in-process engines (a loop in :func:`distill.generate.core.run_calls`)
 and the dataset-level vLLM pipeline (one processor per round). ``next_call`` says what to ask
 next, or None when the row is finished; ``parse`` turns the finished calls into a
-:class:`~distill.teachers.parsers.Parsed`.
+:class:`~distill.generate.parsers.Parsed`.
 
 ========================  =====================================================  ==========
 strategy                  calls (templates in ``prompts/``)                      output
@@ -32,12 +32,12 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from distill.teachers import parsers
-from distill.teachers.parsers import Parsed, format_key_points
-from distill.teachers.templates import load_template, quantity_list
+from distill.generate import parsers
+from distill.generate.parsers import Parsed, format_key_points
+from distill.generate.templates import load_template, quantity_list
 
 if TYPE_CHECKING:
-    from distill.teachers.config import GenerateConfig
+    from distill.generate.config import GenerateConfig
 
 __all__ = [
     "Call",

@@ -48,11 +48,11 @@ import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
-from distill.teachers.engines import register_engine, sent_prompt, stop_strings, truncate_at_stop
+from distill.generate.engines import register_engine, sent_prompt, stop_strings, truncate_at_stop
 
 if TYPE_CHECKING:
     from distill.config import StageResources
-    from distill.teachers.config import GenerateConfig
+    from distill.generate.config import GenerateConfig
 
 __all__ = ["RoundsUDF", "VLLMEngine", "absorb_round", "build_processor", "engine_actor_spec",
            "engine_memory", "prepare_round", "preprocess", "processor_config", "replicas",
@@ -69,7 +69,7 @@ class VLLMEngine:
 
     def __init__(self, config: GenerateConfig) -> None:
         raise TypeError("the vllm engine runs over a whole Ray Dataset: use "
-                        "distill.teachers.engines.vllm.run_dataset (generate_dataset does)")
+                        "distill.generate.engines.vllm.run_dataset (generate_dataset does)")
 
     @staticmethod
     def run_dataset(ds, config: GenerateConfig, chat: bool,
@@ -200,15 +200,15 @@ def build_processor(config: GenerateConfig, chat: bool, resources: StageResource
 # ------------------------------------------------------------------------------- rounds
 @lru_cache(maxsize=8)
 def _config(config_json: str) -> GenerateConfig:
-    from distill.teachers.config import GenerateConfig
+    from distill.generate.config import GenerateConfig
 
     return GenerateConfig.model_validate_json(config_json)
 
 
 def prepare_round(row: dict[str, Any], config_json: str, chat: bool) -> dict[str, Any]:
     """Render the row's next call into ``_request`` / ``_call``; ``_active`` False when done."""
-    from distill.teachers.generate import ITEM_COLUMNS, next_request
-    from distill.teachers.strategies import get_strategy
+    from distill.generate.core import ITEM_COLUMNS, next_request
+    from distill.generate.strategies import get_strategy
 
     config = _config(config_json)
     calls = json.loads(row.get("calls") or "[]")
@@ -247,7 +247,7 @@ def absorb_round(row: dict[str, Any]) -> dict[str, Any]:
     """Append the engine's answer (or its error) to the row's ``calls``. The completion is cut
     before the first of the request's stop strings (Ray's detokenize stage decodes every
     generated token, the stop string's included)."""
-    from distill.teachers.generate import ITEM_COLUMNS
+    from distill.generate.core import ITEM_COLUMNS
 
     call = json.loads(row["_call"])
     error = row.get("__inference_error__") or None
@@ -276,7 +276,7 @@ def absorb_round(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _strip(row: dict[str, Any]) -> dict[str, Any]:
-    from distill.teachers.generate import ITEM_COLUMNS
+    from distill.generate.core import ITEM_COLUMNS
 
     out = {c: row[c] for c in ITEM_COLUMNS}
     out["quantities"] = list(out["quantities"] or [])
@@ -315,7 +315,7 @@ class RoundsUDF:
 
     def __init__(self, config: str, chat: bool, stages: list[StageSpec], data_column: str,
                  preprocess: Callable, postprocess: Callable):
-        from distill.teachers.strategies import get_strategy
+        from distill.generate.strategies import get_strategy
 
         self.config_json = config
         self.chat = chat
@@ -340,8 +340,8 @@ class RoundsUDF:
     async def __call__(self, batch) -> AsyncIterator[Any]:
         import pyarrow as pa
 
-        from distill.teachers.generate import ITEM_COLUMNS
-        from distill.teachers.stage import ITEM_SCHEMA
+        from distill.generate.core import ITEM_COLUMNS
+        from distill.generate.stage import ITEM_SCHEMA
 
         rows = [{c: r[c] for c in ITEM_COLUMNS} for r in batch.to_pylist()]
         for r in rows:

@@ -30,10 +30,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, ClassVar, Protocol, Sequence
 
-from distill.teachers.templates import Prompt
+from distill.generate.templates import Prompt
 
 if TYPE_CHECKING:
-    from distill.teachers.config import GenerateConfig, SamplingConfig
+    from distill.generate.config import GenerateConfig, SamplingConfig
 
 __all__ = [
     "Engine",
@@ -129,7 +129,7 @@ def build_engine(config: GenerateConfig) -> Engine:
     cls = get_engine_class(config.engine)
     if getattr(cls, "dataset_level", False):
         raise ValueError(f"engine {config.engine!r} runs over a whole Ray Dataset; "
-                         "use distill.teachers.stage.generate_dataset")
+                         "use distill.generate.stage.generate_dataset")
     return cls(config)
 
 
@@ -167,4 +167,4 @@ def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return text[:cut], cut < len(text)
 
 
-from distill.teachers.engines import hf, openai, vllm  # noqa: E402,F401  (register)
+from distill.generate.engines import hf, openai, vllm  # noqa: E402,F401  (register)

@@ -20,14 +20,14 @@ import json
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from distill.records import require_columns
-from distill.teachers.engines import GenRequest, GenResult
-from distill.teachers.strategies import Call, Strategy, get_strategy
-from distill.teachers.templates import Prompt, load_template
+from distill.generate.engines import GenRequest, GenResult
+from distill.generate.strategies import Call, Strategy, get_strategy
+from distill.generate.templates import Prompt, load_template
 
 if TYPE_CHECKING:
-    from distill.teachers.config import GenerateConfig
-    from distill.teachers.engines import Engine
-    from distill.verify import RunPrograms
+    from distill.generate.config import GenerateConfig
+    from distill.generate.engines import Engine
+    from distill.generate.verify import RunPrograms
 
 __all__ = [
     "ITEM_COLUMNS",
@@ -145,8 +145,8 @@ def rationale_rows(items: Sequence[Mapping[str, Any]], calls: Sequence[Sequence[
                    config: GenerateConfig, *, chat: bool | None = None,
                    run_programs: RunPrograms | None = None) -> list[dict[str, Any]]:
     """Parse and verify finished items; one Rationale row each (see the module docstring)."""
-    from distill.teachers.parsers import Parsed
-    from distill.verify import Verification, verify_many
+    from distill.generate.parsers import Parsed
+    from distill.generate.verify import Verification, verify_many
 
     strategy = get_strategy(config.strategy)
     failed = [next((c for c in cs if c.get("error")), None) for cs in calls]

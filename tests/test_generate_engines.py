@@ -1,4 +1,4 @@
-"""distill.teachers.engines: ``hf`` on tiny random models built here (decoder-only and
+"""distill.generate.engines: ``hf`` on tiny random models built here (decoder-only and
 encoder-decoder, chat and base prompts), ``openai`` against a real OpenAI-compatible HTTP
 server on loopback (request and response shapes, retries on 429 / 5xx / dropped connections,
 no retry on 401, a slow server that times out, bounded concurrency, the API key never shown),
@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from distill.teachers import GenerateConfig
-from distill.teachers.engines import (
+from distill.generate import GenerateConfig
+from distill.generate.engines import (
     GenRequest,
     UnknownEngineError,
     build_engine,
@@ -23,8 +23,8 @@ from distill.teachers.engines import (
     register_engine,
     truncate_at_stop,
 )
-from distill.teachers.templates import Prompt, load_template
-from distill.teachers.testing import TeacherServer, build_tiny_lm
+from distill.generate.templates import Prompt, load_template
+from distill.generate.testing import TeacherServer, build_tiny_lm
 
 QUESTION = "Tom has 3 boxes with 4 pens in each box. How many pens does Tom have?"
 
@@ -301,8 +301,8 @@ def test_openai_stops_sending_after_consecutive_identical_failures():
 
 
 def test_openai_check_ready_names_the_url_and_what_failed(monkeypatch):
-    from distill.teachers.engines import TeacherUnavailableError
-    from distill.teachers.engines.openai import OpenAIEngine
+    from distill.generate.engines import TeacherUnavailableError
+    from distill.generate.engines.openai import OpenAIEngine
 
     with TeacherServer(lambda e, b: "x") as srv:
         OpenAIEngine.check_ready(_openai(srv.url))
@@ -365,7 +365,7 @@ def _vllm_config(model: str, **kw) -> GenerateConfig:
 
 def test_vllm_processor_config():
     import ray.data.llm  # noqa: F401  (installed with ray[data])
-    from distill.teachers.engines.vllm import processor_config
+    from distill.generate.engines.vllm import processor_config
 
     pc = processor_config(_vllm_config("Qwen/Qwen2.5-7B-Instruct",
                                        vllm={"engine_kwargs": {"enable_prefix_caching": True}}), chat=True)
@@ -383,7 +383,7 @@ def test_vllm_processor_config_takes_the_stage_resources():
     count, and vllm.accelerator_type the accelerator type."""
     import ray.data.llm  # noqa: F401  (installed with ray[data])
     from distill.config import StageResources
-    from distill.teachers.engines.vllm import engine_memory, processor_config
+    from distill.generate.engines.vllm import engine_memory, processor_config
 
     cfg = _vllm_config("m", vllm={"accelerator_type": "A10G", "concurrency": 4})
     pc = processor_config(cfg, chat=True,
@@ -414,7 +414,7 @@ def test_vllm_processor_config_of_the_shipped_gpu_config():
     from pathlib import Path
 
     from distill.config import load_config
-    from distill.teachers.engines.vllm import processor_config
+    from distill.generate.engines.vllm import processor_config
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "gsm8k_kpdd_pot.yaml")
     pc = processor_config(cfg.generate, chat=True, resources=cfg.ray.for_stage("generate"))
@@ -428,7 +428,7 @@ def test_vllm_replica_count_is_fixed():
     get_concurrency(autoscaling_enabled=True)); the engine pool must hold n replicas."""
     import ray.data.llm  # noqa: F401  (installed with ray[data])
     from distill.config import StageResources
-    from distill.teachers.engines.vllm import processor_config
+    from distill.generate.engines.vllm import processor_config
 
     for resources in (None, StageResources(concurrency=3)):
         pc = processor_config(_vllm_config("m"), chat=True, resources=resources)
@@ -444,8 +444,8 @@ def test_vllm_processor_stages_on_cpu(ray_local, tiny_lm):
     from ray.llm._internal.batch.processor.base import Processor
 
     from distill.data.synthetic import SyntheticConfig, generate
-    from distill.teachers.engines import vllm as v
-    from distill.teachers.generate import work_items
+    from distill.generate.engines import vllm as v
+    from distill.generate.core import work_items
 
     from distill.config import StageResources
 
@@ -496,8 +496,8 @@ def test_vllm_rounds_by_hand():
     """prepare_round / absorb_round over three KPDD rounds, the engine's output columns
     written by hand as vLLM writes them (one row failing in round 2)."""
     from distill.records import make_problem
-    from distill.teachers.engines.vllm import absorb_round, prepare_round
-    from distill.teachers.generate import rationale_rows, work_items
+    from distill.generate.engines.vllm import absorb_round, prepare_round
+    from distill.generate.core import rationale_rows, work_items
 
     p = make_problem(dataset="t", split="train", source_id=1, question=QUESTION, answer="12")
     cfg = GenerateConfig(engine="vllm", model="m", strategy="kpdd_cot", chat=False)
@@ -535,8 +535,8 @@ def test_vllm_rounds_by_hand():
 def test_vllm_absorb_cuts_stop_strings():
     """Ray's detokenize stage decodes every generated token, so generated_text can end with
     the stop string vLLM stopped at; the stored completion must not."""
-    from distill.teachers.engines.vllm import absorb_round, prepare_round
-    from distill.teachers.generate import work_items
+    from distill.generate.engines.vllm import absorb_round, prepare_round
+    from distill.generate.core import work_items
 
     cfg = GenerateConfig(engine="vllm", model="m", strategy="pot", chat=False,
                          sampling={"stop": ["\n\n\n"]})
@@ -583,9 +583,9 @@ def test_vllm_run_dataset_on_cpu_one_engine_pool(ray_local, tiny_lm, tmp_path, m
 
     from distill.data.synthetic import SyntheticConfig, generate
     from distill.sandbox import SandboxConfig
-    from distill.teachers import generate_dataset, read_rationales
-    from distill.teachers.engines import vllm
-    from distill.teachers.testing_vllm import scripted_vllm_processor
+    from distill.generate import generate_dataset, read_rationales
+    from distill.generate.engines import vllm
+    from distill.generate.testing_vllm import scripted_vllm_processor
 
     problems = [p for p in generate(SyntheticConfig(), "train")[:20] if p["lang"] == "en"][:5]
     log = tmp_path / "engines.log"
@@ -651,7 +651,7 @@ def test_vllm_generates_on_gpu(ray_local, tmp_path):
         pytest.skip("needs a CUDA GPU")
     from distill.config import StageResources
     from distill.records import make_problem
-    from distill.teachers import generate_dataset, read_rationales
+    from distill.generate import generate_dataset, read_rationales
 
     model = build_tiny_lm(tmp_path / "m")
     p = make_problem(dataset="t", split="train", source_id=1, question=QUESTION, answer="12")

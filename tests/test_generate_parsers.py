@@ -1,4 +1,4 @@
-"""distill.teachers: every parser on hand-written completions (realistic, base-model run-ons and
+"""distill.generate: every parser on hand-written completions (realistic, base-model run-ons and
 malformed ones), the prompt templates (chat and base rendering, demos from training splits,
 masking), the strategies' call sequences (KPDD in three, two and one calls; FLTT's format fix)
 and the config."""
@@ -9,8 +9,8 @@ import pytest
 
 from distill.quantities import mask_question
 from distill.records import make_problem
-from distill.teachers import GenerateConfig, strategy_names
-from distill.teachers.parsers import (
+from distill.generate import GenerateConfig, strategy_names
+from distill.generate.parsers import (
     parse_core_question,
     parse_cot,
     parse_equation,
@@ -20,8 +20,8 @@ from distill.teachers.parsers import (
     parse_new_problem,
     parse_program,
 )
-from distill.teachers.strategies import get_strategy
-from distill.teachers.templates import TemplateError, load_template, template_names
+from distill.generate.strategies import get_strategy
+from distill.generate.templates import TemplateError, load_template, template_names
 
 # ------------------------------------------------------------------------------------ CoT
 COT = [

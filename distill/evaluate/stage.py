@@ -2,8 +2,8 @@
 predictions, ``report.json`` / ``report.md`` / plots.
 
 A thin wrapper over :mod:`distill.evaluate` (scoring and the report) and
-:mod:`distill.train.infer` (generation, answers). Generation runs in a Ray Data actor pool
-(:class:`~distill.train.infer.StudentPredictor`, the student loaded once per actor; workers,
+:mod:`distill.evaluate.infer` (generation, answers). Generation runs in a Ray Data actor pool
+(:class:`~distill.evaluate.infer.StudentPredictor`, the student loaded once per actor; workers,
 CPUs and GPUs per actor are the ``evaluate`` entry of the Ray resources). An actor that reserved
 a GPU decodes on it, in ``evaluate.inference.dtype`` (auto: bf16 where the GPU supports it);
 the others decode on the CPU (:mod:`distill.devices`). Programs the student writes
@@ -24,9 +24,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from distill.evaluate import EvaluateConfig, score_problems, summarize, write_report
+from distill.evaluate.config import EvaluateConfig
+from distill.evaluate.report import score_problems, summarize, write_report
 from distill.records import require_columns
-from distill.train.infer import TARGETS_EVALUATED, StudentPredictor, prediction_rows, source_column
+from distill.evaluate.infer import TARGETS_EVALUATED, StudentPredictor, prediction_rows, source_column
 
 if TYPE_CHECKING:
     from distill.config import StageResources

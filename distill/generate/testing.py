@@ -18,9 +18,9 @@ Nothing can be downloaded in CI, so tests and benchmarks need teachers they buil
   required (401 otherwise). Every request body is recorded.
 
 The ``vllm`` engine's CPU stand-in (its processor with the engine stage scripted) is in
-:mod:`distill.teachers.testing_vllm` (it imports Ray's LLM stages).
+:mod:`distill.generate.testing_vllm` (it imports Ray's LLM stages).
 
-``python -m distill.teachers.testing --model DIR [--port 8000]`` serves a local model folder
+``python -m distill.generate.testing --model DIR [--port 8000]`` serves a local model folder
 (for trying the ``openai`` engine without a real server).
 """
 
@@ -48,7 +48,7 @@ def build_tiny_lm(out_dir: str | Path, *, hidden_size: int = 64, layers: int = 2
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from distill.teachers.templates import PROMPTS_DIR
+    from distill.generate.templates import PROMPTS_DIR
     from distill.train.students import train_tokenizer
 
     texts = [p.read_text(encoding="utf-8") for p in sorted(PROMPTS_DIR.glob("*.yaml"))]
@@ -126,10 +126,10 @@ class TeacherServer:
 
     # ------------------------------------------------------------------------------ model
     def _model_reply(self, endpoint: str, body: dict) -> tuple[str, int, int, str]:
-        from distill.teachers.config import GenerateConfig, SamplingConfig
-        from distill.teachers.engines import GenRequest
-        from distill.teachers.engines.hf import HFEngine
-        from distill.teachers.templates import Prompt
+        from distill.generate.config import GenerateConfig, SamplingConfig
+        from distill.generate.engines import GenRequest
+        from distill.generate.engines.hf import HFEngine
+        from distill.generate.templates import Prompt
 
         chat = endpoint == "chat"
         with self._model_lock:

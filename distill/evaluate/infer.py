@@ -39,11 +39,11 @@ from distill.equations import (
     variables,
 )
 from distill.quantities import canonical, parse_number
-from distill.teachers.parsers import parse_cot
+from distill.generate.parsers import parse_cot
 from distill.train.collate import encode_prompts
-from distill.train.config import InferenceConfig
+from distill.evaluate.config import InferenceConfig
 from distill.devices import current_device, resolve_dtype
-from distill.train.sft import keypoints_source, solve_source
+from distill.sft.core import keypoints_source, solve_source
 from distill.train.students import load_student
 
 __all__ = [
@@ -200,7 +200,7 @@ def prediction_rows(
     :func:`distill.evaluate.score_problems` reads. ``gold`` is the answer as published.
 
     Equation targets are evaluated by :func:`equation_answer`; ``cot`` text is read by the
-    same parser as teacher completions (:func:`distill.teachers.parsers.parse_cot`); ``pot``
+    same parser as teacher completions (:func:`distill.generate.parsers.parse_cot`); ``pot``
     and ``kpdd`` outputs are programs, run by ``execute`` (``SandboxPool.run_many`` or ``distill.sandbox.run_programs``:
     a list of programs -> results with ``answer`` and ``error``, in order), all in one batch.
     """

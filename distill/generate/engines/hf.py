@@ -16,7 +16,7 @@ import time
 import zlib
 from typing import TYPE_CHECKING, Any, Sequence
 
-from distill.teachers.engines import (
+from distill.generate.engines import (
     GenRequest,
     GenResult,
     register_engine,
@@ -26,7 +26,7 @@ from distill.teachers.engines import (
 )
 
 if TYPE_CHECKING:
-    from distill.teachers.config import GenerateConfig, SamplingConfig
+    from distill.generate.config import GenerateConfig, SamplingConfig
 
 
 @register_engine("hf")

@@ -27,10 +27,10 @@ from distill.grading import answers_match
 from distill.quantities import parse_answer
 from distill.records import RATIONALE_SCHEMA
 from distill.sandbox import SandboxConfig
-from distill.teachers import GenerateConfig, generate_dataset, read_rationales
-from distill.teachers.cli import generate_command
-from distill.teachers.stage import StageMismatchError
-from distill.teachers.testing import TeacherServer, build_tiny_lm
+from distill.generate import GenerateConfig, generate_dataset, read_rationales
+from distill.generate.cli import generate_command
+from distill.generate.stage import StageMismatchError
+from distill.generate.testing import TeacherServer, build_tiny_lm
 
 REPO = Path(__file__).resolve().parents[1]
 PROBLEMS = [p for p in generate(SyntheticConfig(), "train")[:40] if p["lang"] == "en"][:18]
@@ -167,7 +167,7 @@ def test_killed_run_resumes_without_duplicates_losses_or_second_asks(ray_local, 
         out = tmp_path / "out"
         env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_DEDUP_LOGS": "0"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "distill.teachers.cli", "--data", str(data), "--out", str(out),
+            [sys.executable, "-m", "distill.generate.cli", "--data", str(data), "--out", str(out),
              "--config", str(tmp_path / "cfg.yaml"), "--json"],
             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
@@ -351,7 +351,7 @@ def test_ray_run_stops_early_and_releases_its_actors(ray_local, tmp_path):
     """Every request fails the same way: the Ray pipeline is stopped after
     stop_after_failures rows (GenerationFailedError, the summary written), and the next run
     on the same Ray cluster works."""
-    from distill.teachers.stage import GenerationFailedError
+    from distill.generate.stage import GenerationFailedError
 
     with TeacherServer(lambda e, b: "x", fail_first=10**6, fail_status=422) as srv:
         cfg = _config(srv.url, batch_size=2, stop_after_failures=3, max_concurrency=1)

@@ -3,7 +3,7 @@
 Pure functions over strings (no Ray, no model, nothing executed). Each returns a
 :class:`Parsed`; ``ok`` is False with a ``reason`` when the completion does not hold what the
 strategy asked for. What the parsed parts *mean* (is the answer right, does the program run,
-does the equation hold) is decided by :mod:`distill.verify`.
+does the equation hold) is decided by :mod:`distill.generate.verify`.
 
 * :func:`parse_cot` -- the final answer of a natural-language solution: the last
   ``The answer is: X`` (also ``answer is X``, ``Final answer: X``, ``Answer: X``,

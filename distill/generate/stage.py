@@ -1,7 +1,7 @@
 """The teacher-generation stage on Ray Data: Problem rows in, Rationale rows (Parquet) out.
 
-Takes Problem rows (columns :data:`~distill.teachers.generate.REQUIRED_COLUMNS`, checked at
-the door) and a :class:`~distill.teachers.config.GenerateConfig`; writes
+Takes Problem rows (columns :data:`~distill.generate.core.REQUIRED_COLUMNS`, checked at
+the door) and a :class:`~distill.generate.config.GenerateConfig`; writes
 :data:`distill.records.RATIONALE_SCHEMA` rows keyed by (problem id, strategy, sample index)
 and returns a summary.
 
@@ -27,7 +27,7 @@ one folder are not guarded against.
 
 Before a run the engine is checked once (``check_ready``: the openai engine asks its server
 for ``/models``); a teacher that cannot be used raises
-:class:`~distill.teachers.engines.TeacherUnavailableError` before anything is sent. During a
+:class:`~distill.generate.engines.TeacherUnavailableError` before anything is sent. During a
 run, ``config.stop_after_failures`` consecutive rows whose generation failed with the same
 kind of error stop it early. A run that stopped early, or made no completion at all although
 it had rows to make, raises :class:`GenerationFailedError` (its ``summary`` written first,
@@ -36,7 +36,7 @@ with ``generation_errors``: failed rows by error kind).
 The pipeline: ``ray.data`` from the work items -> in-process engines (hf, openai): one
 ``map_batches`` actor pool, each actor building its engine (and a sandbox pool for PoT
 programs) once, generating and verifying each batch; ``vllm``: one actor pool of engine
-replicas (:func:`distill.teachers.engines.vllm.run_dataset`; every round of a multi-call
+replicas (:func:`distill.generate.engines.vllm.run_dataset`; every round of a multi-call
 strategy inside it), then a verify actor pool -> the driver commits each finished batch as it
 streams out.
 """
@@ -56,8 +56,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distill.records import RATIONALE_SCHEMA, VERDICTS, to_table
-from distill.teachers.config import GenerateConfig
-from distill.teachers.generate import ITEM_COLUMNS, rationale_rows, run_calls, work_items
+from distill.generate.config import GenerateConfig
+from distill.generate.core import ITEM_COLUMNS, rationale_rows, run_calls, work_items
 
 if TYPE_CHECKING:
     from distill.config import StageResources
@@ -125,7 +125,7 @@ def sandbox_identity(sandbox: SandboxConfig | None, config: GenerateConfig) -> d
     """The sandbox limits that decide a program's verdict (a timeout, a memory limit, what may
     be imported ...), for strategies whose output is a program; None otherwise. Pool sizes
     and start-up settings are left out: they change how fast programs run, not what they give."""
-    from distill.teachers.strategies import get_strategy
+    from distill.generate.strategies import get_strategy
 
     if get_strategy(config.strategy).output != "program":
         return None
@@ -342,7 +342,7 @@ class GenerateUDF:
     a finished batch of Rationale rows that the driver commits at once."""
 
     def __init__(self, config: str, sandbox: str | None = None):
-        from distill.teachers.engines import build_engine
+        from distill.generate.engines import build_engine
 
         self.config = GenerateConfig.model_validate_json(config)
         self.engine = build_engine(self.config)
@@ -360,7 +360,7 @@ class VerifyUDF:
     engine; inside :class:`GenerateUDF` for the in-process engines."""
 
     def __init__(self, config: str, sandbox: str | None = None, chat: bool | None = None):
-        from distill.teachers.strategies import get_strategy
+        from distill.generate.strategies import get_strategy
 
         self.config = GenerateConfig.model_validate_json(config)
         self.chat = chat
@@ -392,8 +392,8 @@ class VerifyUDF:
 # -------------------------------------------------------------------------------- the stage
 def failure_kinds(table: pa.Table) -> list[str | None]:
     """Per row: the kind of error its generation failed with
-    (:func:`~distill.teachers.engines.error_kind`), or None when it has a completion."""
-    from distill.teachers.engines import error_kind
+    (:func:`~distill.generate.engines.error_kind`), or None when it has a completion."""
+    from distill.generate.engines import error_kind
 
     if table.num_rows == 0:
         return []
@@ -450,7 +450,7 @@ def _ray_batches(items: list[dict[str, Any]], config: GenerateConfig, sandbox: s
     import ray
     import ray.data
 
-    from distill.teachers.engines import get_engine_class
+    from distill.generate.engines import get_engine_class
 
     cfg = config.model_dump_json()
     size = config.batch_size
@@ -477,7 +477,7 @@ def _ray_batches(items: list[dict[str, Any]], config: GenerateConfig, sandbox: s
 
 def _local_batches(items: list[dict[str, Any]], config: GenerateConfig, sandbox: str):
     """The same pipeline in this process, without Ray (debugging, small runs)."""
-    from distill.teachers.engines import build_engine
+    from distill.generate.engines import build_engine
 
     engine = build_engine(config)
     verifier = VerifyUDF(config.model_dump_json(), sandbox, chat=engine.chat)
@@ -530,7 +530,7 @@ def generate_dataset(
     the number of actors (``concurrency``, default 1). In-process engines (hf, openai) verify
     inside their generation actors, so a kill loses at most the batches those actors hold; for
     the vllm engine ``resources`` describe one engine replica (see
-    :func:`distill.teachers.engines.vllm.processor_config`) and ``verify_resources`` the
+    :func:`distill.generate.engines.vllm.processor_config`) and ``verify_resources`` the
     verify actors after it. ``sandbox`` (the pipeline's ``sandbox`` section; default
     ``SandboxConfig()``): how PoT programs are run, one pool per verify actor; its limits are
     part of the fingerprint. ``problems_label`` (e.g. ``gsm8k:train, first 100``) is recorded
@@ -538,7 +538,7 @@ def generate_dataset(
     ``local`` (one process, no Ray; in-process engines only).
 
     Raises :class:`StageMismatchError` (the folder holds another fingerprint),
-    :class:`~distill.teachers.engines.TeacherUnavailableError` (the engine's check before the
+    :class:`~distill.generate.engines.TeacherUnavailableError` (the engine's check before the
     run failed) and :class:`GenerationFailedError` (stopped early, or no completion made).
 
     Summary: ``rows`` (rows of these problems now in the output), ``correct``, ``wrong``,
@@ -550,7 +550,7 @@ def generate_dataset(
     per second of this run), ``elapsed_s``.
     """
     from distill.sandbox import SandboxConfig as _SandboxConfig
-    from distill.teachers.engines import get_engine_class
+    from distill.generate.engines import get_engine_class
 
     problems = list(problems)
     if config.prompts_dir and "://" not in config.prompts_dir and os.path.isdir(config.prompts_dir):

@@ -1,5 +1,5 @@
 """`mathdistill generate`: the typer command (mounted by distill.cli). Parses options into a
-:class:`~distill.teachers.config.GenerateConfig` (a ``--config`` YAML file, options given on the
+:class:`~distill.generate.config.GenerateConfig` (a ``--config`` YAML file, options given on the
 command line overriding it), loads the problems, runs the stage, prints progress to stderr and
 the summary at the end (with the generation errors by kind).
 
@@ -52,9 +52,9 @@ def generate_command(
 
     from distill.cli import _fail, _load, _source
     from distill.config import ConfigError, validate_config
-    from distill.teachers.config import GenerateConfig
-    from distill.teachers.engines import TeacherUnavailableError
-    from distill.teachers.stage import GenerationFailedError, StageMismatchError, generate_dataset
+    from distill.generate.config import GenerateConfig
+    from distill.generate.engines import TeacherUnavailableError
+    from distill.generate.stage import GenerationFailedError, StageMismatchError, generate_dataset
 
     base: dict[str, Any] = {}
     if config is not None:
@@ -120,7 +120,7 @@ def generate_command(
         raise typer.Exit(1)
 
 
-def main() -> None:  # `python -m distill.teachers.cli --data ...` without the mounted CLI
+def main() -> None:  # `python -m distill.generate.cli --data ...` without the mounted CLI
     typer.run(generate_command)
 
 

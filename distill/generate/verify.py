@@ -1,7 +1,7 @@
 """Verification: a teacher's completion(s) for a problem -> parsed rationale + verdict + reason.
 
 Takes a Problem row (``question``, ``answer``, ``answer_raw``, ``quantities``, ``lang``), a
-strategy (:mod:`distill.teachers.strategies`) and what the teacher wrote; gives a
+strategy (:mod:`distill.generate.strategies`) and what the teacher wrote; gives a
 :class:`Verification`: ``verdict`` (``correct`` | ``wrong`` | ``error`` | ``unparsable``), a
 ``reason`` for every verdict but ``correct``, the ``predicted`` answer (canonical when it is a
 number), the parsed parts (``parsed.program`` / ``equation`` / ``key_points`` / ``question``)
@@ -43,11 +43,11 @@ from distill.equations import DEFAULT_CONSTANTS, EquationError, parse, placehold
 from distill.grading import DEFAULT_REL_TOL, grade, grade_equation
 from distill.quantities import canonical, extract_quantities, parse_answer, parse_number
 from distill.records import VERDICTS
-from distill.teachers.parsers import Parsed
+from distill.generate.parsers import Parsed
 
 if TYPE_CHECKING:
     from distill.sandbox import ExecResult
-    from distill.teachers.strategies import Strategy
+    from distill.generate.strategies import Strategy
 
 __all__ = [
     "NO_GOLD",
@@ -209,7 +209,7 @@ def verify_many(
 ) -> list[Verification]:
     """Verify parsed rationales of one strategy; every program of the batch goes to the
     sandbox in one ``run_programs`` call (default: :func:`distill.sandbox.run_programs`)."""
-    from distill.teachers.strategies import get_strategy
+    from distill.generate.strategies import get_strategy
 
     strat = get_strategy(strategy) if isinstance(strategy, str) else strategy
     if len(problems) != len(parsed):
@@ -251,13 +251,13 @@ def verify(
 ) -> Verification:
     """One rationale: ``completion`` is the teacher's text (single-call strategies) or the
     list of calls ``[{"step": ..., "completion": ...}, ...]`` a multi-call strategy made.
-    ``config`` (a :class:`~distill.teachers.config.GenerateConfig`) gives kpdd_mode,
+    ``config`` (a :class:`~distill.generate.config.GenerateConfig`) gives kpdd_mode,
     constants and tolerance; without it the defaults apply."""
-    from distill.teachers.strategies import get_strategy
+    from distill.generate.strategies import get_strategy
 
     strat = get_strategy(strategy) if isinstance(strategy, str) else strategy
     if config is None:
-        from distill.teachers.config import GenerateConfig
+        from distill.generate.config import GenerateConfig
 
         config = GenerateConfig(strategy=strat.name, engine="hf", model="-")
     if isinstance(completion, str):

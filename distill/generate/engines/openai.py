@@ -21,16 +21,16 @@ request), ``n=1`` and ``openai.extra_body``; the reply's ``choices[0]`` text,
   ``httpx``-based OpenAI clients do); ``openai.deadline_s`` bounds the whole attempt from
   sending the request to the reply's last byte, so a server that trickles bytes is cut off.
 * Early stop: once ``stop_after_failures`` requests in a row have failed with the same kind of
-  error (:func:`~distill.teachers.engines.error_kind`), the engine sends nothing more and
+  error (:func:`~distill.generate.engines.error_kind`), the engine sends nothing more and
   fails the remaining requests at once with that kind (the stage then stops the run).
 * Stop strings: the first four (the OpenAI API's limit) are sent; every stop string, those
   beyond four included, is cut from the completion here with
-  :func:`~distill.teachers.engines.truncate_at_stop` (servers that echo the stop string, or
+  :func:`~distill.generate.engines.truncate_at_stop` (servers that echo the stop string, or
   that were not sent it, leave it in).
 * The API key is read from the environment variable ``openai.api_key_env`` when the engine
   starts and only ever put in the Authorization header; error texts have it masked.
 
-A request that still fails is a :class:`~distill.teachers.engines.GenResult` with ``error``
+A request that still fails is a :class:`~distill.generate.engines.GenResult` with ``error``
 set (its text starts with the error's kind: ``HTTP 500: ...``, ``timeout: ...``); it never
 raises, so one bad request does not sink its batch.
 """
@@ -49,7 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Sequence
 from urllib.parse import urlsplit
 
-from distill.teachers.engines import (
+from distill.generate.engines import (
     GenRequest,
     GenResult,
     TeacherUnavailableError,
@@ -61,7 +61,7 @@ from distill.teachers.engines import (
 )
 
 if TYPE_CHECKING:
-    from distill.teachers.config import GenerateConfig, SamplingConfig
+    from distill.generate.config import GenerateConfig, SamplingConfig
 
 MAX_STOP = 4  # the OpenAI API takes at most four stop sequences
 _RETRY_STATUS = frozenset({408, 409, 425, 429})

@@ -1,4 +1,4 @@
-"""Prompt templates: YAML files in ``distill/teachers/prompts/`` rendered for chat or base models.
+"""Prompt templates: YAML files in ``distill/generate/prompts/`` rendered for chat or base models.
 
 A template file holds ``description``, ``system``, ``instruction``, ``input`` (the user turn,
 with ``{{name}}`` slots), ``output_prefix`` (what precedes the model's text in a base prompt),

@@ -1,9 +1,9 @@
 """The ``vllm`` engine on CPU, for tests: its real processor with the vLLM engine stage scripted.
 
 :func:`scripted_vllm_processor` builds the processor the production code builds
-(:func:`distill.teachers.engines.vllm.processor_config` -> ``ray.data.llm.build_processor``:
+(:func:`distill.generate.engines.vllm.processor_config` -> ``ray.data.llm.build_processor``:
 chat template, tokenizer, vLLM engine, detokenizer, on a local model folder such as
-:func:`distill.teachers.testing.build_tiny_lm` writes) and replaces only its engine stage by
+:func:`distill.generate.testing.build_tiny_lm` writes) and replaces only its engine stage by
 :class:`ScriptedEngineStage`, a CPU stage behind the same interface: it requires the engine's
 input column (``sampling_params``, with ``prompt`` / ``tokenized_prompt``) and gives the
 engine's output columns (``prompt``, ``prompt_token_ids``, ``num_input_tokens``,
@@ -14,7 +14,7 @@ decodes the tokens, stop string included) and cuts at ``max_tokens``. A reply st
 ``!error:`` fails its row the way vLLM's stage does with ``should_continue_on_error``.
 
 It asks no GPU and keeps the real stage's actor pool (replica count, ``max_concurrency``,
-batch size), so :func:`~distill.teachers.engines.vllm.run_dataset` runs end to end on CPU with
+batch size), so :func:`~distill.generate.engines.vllm.run_dataset` runs end to end on CPU with
 ``processor_factory=functools.partial(scripted_vllm_processor, replies=...)``.
 """
 
@@ -108,7 +108,7 @@ def scripted_vllm_processor(config, chat: bool, resources=None, *, replies: Scri
     from ray.data.llm import build_processor
     from ray.llm._internal.batch.processor.base import Processor
 
-    from distill.teachers.engines import vllm
+    from distill.generate.engines import vllm
 
     real = build_processor(vllm.processor_config(config, chat, resources), preprocess=vllm.preprocess)
     engine = real.get_stage_by_name("vLLMEngineStage")

@@ -25,10 +25,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from distill.grading import answers_match, grade
-from distill.train.config import InferenceConfig
 
 WRONG = "wrong"  # the error kind of an answer that is present but not correct
 
@@ -193,16 +190,3 @@ def _markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-class EvaluateConfig(BaseModel):
-    """The evaluation stage: which sets, how the student decodes, what to compare with."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    inference: InferenceConfig = Field(default_factory=InferenceConfig, description="Decoding: "
-                                       "greedy (num_samples 1) or k samples voted (maj@k).")
-    sets: list[str] | None = Field(None, description="Evaluation sets by label (name:split, as "
-                                   "in data.eval); None: every one.")
-    limit: int | None = Field(None, ge=1, description="First N problems of each set only.")
-    batch_size: int = Field(64, ge=1, description="Problems per Ray Data batch.")
-    compare_with: str | None = Field(None, description="An earlier report.json to compare with "
-                                     "(its differences go into the report).")

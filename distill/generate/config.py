@@ -5,7 +5,7 @@ that engine reads, ``sampling`` what every engine sends. Unknown keys are errors
 resources (CPUs/GPUs per actor, actors) are not repeated here: they come from the Ray side
 (``RayConfig.resources["generate"]`` and ``["verify"]``, :class:`distill.config.StageResources`),
 and the sandbox's limits for PoT programs from the pipeline's ``sandbox`` section; both are
-passed to :func:`distill.teachers.stage.generate_dataset` next to this config.
+passed to :func:`distill.generate.stage.generate_dataset` next to this config.
 
 The API key of an OpenAI-compatible server is never part of a config: ``openai.api_key_env``
 names the environment variable that holds it, read when the engine starts.
@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from distill.configbase import StrictModel
 from distill.equations import DEFAULT_CONSTANTS
 from distill.grading import DEFAULT_REL_TOL
 
@@ -32,11 +33,7 @@ __all__ = [
 KPDD_MODES = ("three_calls", "two_calls", "one_call")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class SamplingConfig(_Model):
+class SamplingConfig(StrictModel):
     """What every engine sends with each request."""
 
     temperature: float = Field(0.0, ge=0, le=2, description="0 is greedy decoding.")
@@ -58,7 +55,7 @@ class SamplingConfig(_Model):
     )
 
 
-class HFEngineConfig(_Model):
+class HFEngineConfig(StrictModel):
     """``hf``: transformers ``generate`` in Ray Data actors (small teachers, CPU or GPU)."""
 
     batch_size: int = Field(8, ge=1, description="Prompts per generate() call.")
@@ -76,7 +73,7 @@ class HFEngineConfig(_Model):
     )
 
 
-class OpenAIEngineConfig(_Model):
+class OpenAIEngineConfig(StrictModel):
     """``openai``: any OpenAI-compatible server (vLLM, SGLang, a hosted API)."""
 
     base_url: str = Field(
@@ -122,7 +119,7 @@ class OpenAIEngineConfig(_Model):
         return v.rstrip("/")
 
 
-class VLLMEngineConfig(_Model):
+class VLLMEngineConfig(StrictModel):
     """``vllm``: ``ray.data.llm`` with ``vLLMEngineProcessorConfig`` (GPU clusters only)."""
 
     tensor_parallel_size: int = Field(1, ge=1, description="Tensor-parallel workers per engine "
@@ -142,13 +139,13 @@ class VLLMEngineConfig(_Model):
     )
 
 
-class GenerateConfig(_Model):
+class GenerateConfig(StrictModel):
     """The teacher-generation stage: which strategy, which engine and model, how many samples."""
 
     strategy: str = Field(
         "pot",
         description="cot, pot, kpdd_cot, kpdd_pot, fltt_equation, fltt_masked_equation, "
-        "fdd_harder, fdd_similar (see `distill.teachers.strategies`).",
+        "fdd_harder, fdd_similar (see `distill.generate.strategies`).",
     )
     engine: str = Field("openai", description="hf, openai or vllm.")
     model: str = Field(..., description="Model name (server / hub) or local folder.")
@@ -195,7 +192,7 @@ class GenerateConfig(_Model):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, v: str) -> str:
-        from distill.teachers.strategies import get_strategy
+        from distill.generate.strategies import get_strategy
 
         get_strategy(v)  # raises ValueError naming the valid strategies
         return v
@@ -203,7 +200,7 @@ class GenerateConfig(_Model):
     @field_validator("engine")
     @classmethod
     def _known_engine(cls, v: str) -> str:
-        from distill.teachers.engines import get_engine_class
+        from distill.generate.engines import get_engine_class
 
         get_engine_class(v)
         return v
@@ -227,7 +224,7 @@ class GenerateConfig(_Model):
 
         Batch sizes, concurrency, timeouts and retries, the server URL and the early stop are
         left out: they change how rows are produced, not what a row is."""
-        from distill.teachers.strategies import get_strategy
+        from distill.generate.strategies import get_strategy
 
         strategy = get_strategy(self.strategy)
         return {

@@ -1,0 +1,82 @@
+"""The SFT stage of a run: the training problems plus what the teacher stage wrote -> the
+``sft/`` folder (``examples.parquet``, SFTExample rows; ``summary.json``, the counts and the
+problems skipped per reason).
+
+Where the targets come from, by ``teacher``:
+
+* ``gold``     -- the dataset's own equations, masked over the problem's quantities (equation
+  targets only);
+* ``search``   -- the best-ranked correct match of each problem (equation targets) from
+  ``<run>/search/rationales``;
+* ``generate`` -- the teacher's verified rationales from ``<run>/generate/rationales``
+  (equation targets: the best correct one; cot/pot/kpdd: up to ``sft.max_per_problem``).
+
+No Ray: the stage is a few thousand rows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from distill.sft.config import SFTConfig
+from distill.sft.core import build_sft_examples, masked_gold_equations
+
+
+def read_rationales(folder: Path) -> list[dict[str, Any]]:
+    """The Rationale rows of a teacher stage's folder, sorted by (id, sample_idx)."""
+    import pyarrow.parquet as pq
+
+    from distill.records import RATIONALE_SCHEMA
+
+    rows = pq.read_table(str(folder), schema=RATIONALE_SCHEMA).to_pylist()
+    return sorted(rows, key=lambda r: (r["id"], r["sample_idx"]))
+
+
+def search_equations(rationales: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """problem id -> the best-ranked correct equation over N-placeholders."""
+    best: dict[str, str] = {}
+    for r in rationales:
+        if r["verdict"] == "correct" and r["id"] not in best:
+            best[r["id"]] = json.loads(r["meta"])["equation_masked"]
+    return best
+
+
+def write_sft_stage(problems: Sequence[Mapping[str, Any]], teacher: str, target: str,
+                    config: SFTConfig, constants: Sequence[str], *, rationales_dir: Path,
+                    out: Path) -> dict[str, Any]:
+    """Build and write the SFT examples; returns the summary (also written to
+    ``out/summary.json``). Raises ValueError when ``teacher`` cannot give ``target`` or when
+    no problem yields an example."""
+    import pyarrow.parquet as pq
+
+    from distill.records import SFT_EXAMPLE_SCHEMA, to_table
+
+    problems = list(problems)
+    skipped_gold: dict[str, int] = {}
+    if teacher == "gold":
+        if not target.startswith("equation_"):
+            raise ValueError(f"teacher 'gold' gives equations; train.target {target!r} needs "
+                             "a teacher that writes rationales")
+        equations, skipped = masked_gold_equations(problems, constants)
+        skipped_gold = dict(skipped)
+        build = build_sft_examples(problems, target, equations=equations)
+    else:
+        rationales = read_rationales(rationales_dir)
+        if target.startswith("equation_"):
+            build = build_sft_examples(problems, target, equations=search_equations(rationales))
+        else:
+            build = build_sft_examples(problems, target, rationales=rationales,
+                                       max_per_problem=config.max_per_problem)
+    if not build.rows:
+        raise ValueError(f"sft: no training examples from {len(problems)} problems "
+                         f"(skipped: {dict(build.skipped)})")
+    out.mkdir(parents=True, exist_ok=True)
+    pq.write_table(to_table(build.rows, SFT_EXAMPLE_SCHEMA), out / "examples.parquet")
+    summary = {"problems": len(problems), "examples": len(build.rows),
+               "problems_with_examples": len({r["problem_id"] for r in build.rows}),
+               "skipped": {**dict(build.skipped), **{f"gold_{k}": v for k, v in skipped_gold.items()}},
+               "target": target}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    return summary
