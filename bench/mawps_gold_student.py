@@ -2,8 +2,9 @@
 
 Trains the tiny T5 student (distill.train, Ray Train, DDP) on MAWPS train -- decontaminated
 against MAWPS test, targets `equation_prefix` from `masked_gold_equations` -- then decodes
-MAWPS test (238) greedily and scores it with distill.evaluate. METHODS.md's reference: a
-comparable 1.4M-parameter transformer reached 72.7% in about 11 minutes on 2 cores.
+MAWPS test (238) greedily and scores it with distill.evaluate. The reference (docs/methods.md,
+"Reference figures"): a comparable 1.4M-parameter transformer reached 72.7% in about 11 minutes
+on 2 cores.
 
     python bench/mawps_gold_student.py --data-dir ../shared/data --out /tmp/mawps_gold
 
