@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from distill.configbase import StrictModel
 
 DEFAULT_ALLOWED_IMPORTS = (
     "math", "cmath", "fractions", "decimal", "numbers", "statistics", "itertools", "functools",
@@ -18,10 +20,9 @@ DEFAULT_PRELOAD = ("math", "cmath", "fractions", "decimal", "statistics", "itert
 Isolation = Literal["auto", "bwrap", "unshare", "none"]
 
 
-class SandboxConfig(BaseModel):
+class SandboxConfig(StrictModel):
     """How untrusted programs are run: limits, pool size and isolation layers."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
     timeout_s: float = Field(5.0, gt=0, le=600, description="Wall-clock limit per program, seconds "
                              "(the CPU-time rlimit is this rounded up plus one).")

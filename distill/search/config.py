@@ -5,8 +5,9 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from distill.configbase import StrictModel
 from distill.equations import DEFAULT_CONSTANTS
 from distill.grading import DEFAULT_REL_TOL
 from distill.search.rank import RankWeights
@@ -20,10 +21,9 @@ def _check_constants(values: list[str]) -> list[str]:
     return numeric_texts(values)
 
 
-class SearchConfig(BaseModel):
+class SearchConfig(StrictModel):
     """Weak-supervision equation search: grammar, stop rule, budget, ranking, Ray resources."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     max_ops: int = Field(3, ge=0, le=8, description="Largest number of binary operators (K).")
     ops: str = Field("+-*/", description="Operators, any of + - * / ^ ('^' takes a constant "

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterable, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from distill.configbase import StrictModel
 from distill.search.engine import Match
 from distill.search.expr import (
     Tree,
@@ -40,11 +41,10 @@ from distill.search.expr import (
 __all__ = ["RankWeights", "Features", "Ranked", "features", "rank", "TemplatePrior", "shape_key"]
 
 
-class RankWeights(BaseModel):
+class RankWeights(StrictModel):
     """Weights of the ranking score (higher score ranks first). Penalties are subtracted per
     unit of their feature; the prior weights multiply log-counts and are added."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     unused: float = Field(1.5, ge=0, description="Penalty per quantity the match leaves unused.")
     ops: float = Field(0.5, ge=0, description="Penalty per operator.")
