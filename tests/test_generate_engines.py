@@ -41,7 +41,7 @@ def _prompt(template="cot", question=QUESTION, demos=1) -> Prompt:
 # ------------------------------------------------------------------------------ registry
 def test_registry():
     assert get_engine_class("hf").__name__ == "HFEngine"
-    with pytest.raises(UnknownEngineError, match="valid: hf, openai, vllm"):
+    with pytest.raises(UnknownEngineError, match="valid names: hf, openai, vllm"):
         get_engine_class("tgi")
     with pytest.raises(ValueError, match="already registered"):
         register_engine("hf")(type("Again", (), {}))

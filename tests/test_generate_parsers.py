@@ -304,9 +304,9 @@ def test_fltt_format_fix_only_when_the_equation_does_not_parse():
 
 
 def test_config_validation_and_fingerprint():
-    with pytest.raises(ValueError, match="valid: cot"):
+    with pytest.raises(ValueError, match="valid names: cot"):
         GenerateConfig(model="m", strategy="tot")
-    with pytest.raises(ValueError, match="valid: hf, openai, vllm"):
+    with pytest.raises(ValueError, match="valid names: hf, openai, vllm"):
         GenerateConfig(model="m", engine="sglang")
     with pytest.raises(ValueError, match="http"):
         GenerateConfig(model="m", openai={"base_url": "localhost:8000"})

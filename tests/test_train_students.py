@@ -45,7 +45,7 @@ def tokenizer():
 
 def test_registry_lists_kinds_and_rejects_unknown_and_duplicates() -> None:
     assert student_names() == ["hf_causal", "hf_seq2seq", "scratch"]
-    with pytest.raises(UnknownStudentError, match="valid: hf_causal, hf_seq2seq, scratch"):
+    with pytest.raises(UnknownStudentError, match="valid names: hf_causal, hf_seq2seq, scratch"):
         get_student("flan")
     with pytest.raises(ValueError, match="already registered"):
         register_student("scratch")(type("Again", (), {}))

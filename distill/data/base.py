@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable
 
+from distill.registry import Registry
+
 DATA_DIR_ENV = "MATHDISTILL_DATA_DIR"
 
 
@@ -126,36 +128,25 @@ class DatasetLoader(abc.ABC):
             )
 
 
-_REGISTRY: dict[str, Callable[[], DatasetLoader]] = {}
+# The loader classes by name; get_loader builds one. Unknown names raise UnknownDatasetError.
+_REGISTRY: Registry[type[DatasetLoader]] = Registry("dataset", UnknownDatasetError)
 
 
 def register_dataset(name: str) -> Callable[[type[DatasetLoader]], type[DatasetLoader]]:
     """Class decorator adding a loader under ``name``; registering a name twice raises."""
-
-    def wrap(cls: type[DatasetLoader]) -> type[DatasetLoader]:
-        if name in _REGISTRY:
-            raise ValueError(f"dataset {name!r} is registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
+    return _REGISTRY.decorator(name)
 
 
 def get_loader(name: str) -> DatasetLoader:
-    """The loader registered as ``name``; an unknown name raises, listing the valid ones."""
+    """The loader registered as ``name``; an unknown name raises UnknownDatasetError, listing
+    the valid ones."""
     _ensure_builtin_loaders()
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise UnknownDatasetError(
-            f"unknown dataset {name!r}; registered: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+    return _REGISTRY.get(name)()
 
 
 def dataset_names() -> list[str]:
     _ensure_builtin_loaders()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def _ensure_builtin_loaders() -> None:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from distill.generate import parsers
 from distill.generate.parsers import Parsed, format_key_points
 from distill.generate.templates import load_template, quantity_list
+from distill.registry import Registry
 
 if TYPE_CHECKING:
     from distill.generate.config import GenerateConfig
@@ -233,30 +234,23 @@ class _FDD(Strategy):
         self.name = f"fdd_{kind}"
 
 
-_REGISTRY: dict[str, Strategy] = {}
+_REGISTRY: Registry[Strategy] = Registry("strategy", UnknownStrategyError)
 
 
 def register_strategy(strategy: Strategy) -> Strategy:
     """Add a strategy under ``strategy.name``; a second one with the same name raises."""
     if not strategy.name:
         raise ValueError("a strategy needs a name")
-    if strategy.name in _REGISTRY:
-        raise ValueError(f"strategy {strategy.name!r} is already registered")
-    _REGISTRY[strategy.name] = strategy
-    return strategy
+    return _REGISTRY.register(strategy.name, strategy)
 
 
 def get_strategy(name: str) -> Strategy:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownStrategyError(
-            f"unknown strategy {name!r}; valid: {', '.join(strategy_names())}"
-        ) from None
+    """The strategy registered as ``name``; an unknown name raises UnknownStrategyError."""
+    return _REGISTRY.get(name)
 
 
 def strategy_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 for _s in (_CoT(), _PoT(), _KPDD("cot"), _KPDD("pot"), _FLTT(False), _FLTT(True),

@@ -23,6 +23,7 @@ import sys
 import sysconfig
 from typing import Protocol
 
+from distill.registry import Registry
 from distill.sandbox.config import SandboxConfig
 
 __all__ = [
@@ -68,27 +69,21 @@ class IsolationBackend(Protocol):
         unprivileged host uid a root host runs the sandbox as (``SandboxConfig.uid_base``)."""
 
 
-_REGISTRY: dict[str, IsolationBackend] = {}
+_REGISTRY: Registry[IsolationBackend] = Registry("isolation backend", KeyError)
 
 
 def register_isolation(backend: IsolationBackend) -> IsolationBackend:
-    if backend.name in _REGISTRY:
-        raise ValueError(f"isolation backend {backend.name!r} is already registered")
-    _REGISTRY[backend.name] = backend
-    return backend
+    """Add ``backend`` under ``backend.name``; a second one with the same name raises."""
+    return _REGISTRY.register(backend.name, backend)
 
 
 def get_isolation(name: str) -> IsolationBackend:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown isolation backend {name!r}; valid names: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+    """The backend registered as ``name``; an unknown name raises KeyError."""
+    return _REGISTRY.get(name)
 
 
 def isolation_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 # --------------------------------------------------------------------------------------------

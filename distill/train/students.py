@@ -29,6 +29,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Protocol
 
+from distill.registry import Registry
 from distill.train.config import StudentConfig
 
 if TYPE_CHECKING:  # heavy imports stay out of module import
@@ -95,33 +96,22 @@ class Student(Protocol):
         ...
 
 
-_REGISTRY: dict[str, Student] = {}
+_REGISTRY: Registry[Student] = Registry("student kind", UnknownStudentError)
 
 
 def register_student(name: str) -> Callable[[type], type]:
-    """Class decorator: register an instance of the class as student kind ``name``."""
-
-    def wrap(cls: type) -> type:
-        if name in _REGISTRY:
-            raise ValueError(f"student kind {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls()
-        return cls
-
-    return wrap
+    """Class decorator: register an instance of the class as student kind ``name`` (a
+    duplicate name raises)."""
+    return _REGISTRY.decorator(name, make=lambda cls: cls())
 
 
 def get_student(name: str) -> Student:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownStudentError(
-            f"unknown student kind {name!r}; valid: {', '.join(student_names())}"
-        ) from None
+    """The student kind registered as ``name``; an unknown name raises UnknownStudentError."""
+    return _REGISTRY.get(name)
 
 
 def student_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 # ------------------------------------------------------------------------------- tokenizer

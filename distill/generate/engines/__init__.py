@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, ClassVar, Protocol, Sequence
 
 from distill.generate.templates import Prompt
+from distill.registry import Registry
 
 if TYPE_CHECKING:
     from distill.generate.config import GenerateConfig, SamplingConfig
@@ -95,33 +96,21 @@ class TeacherUnavailableError(RuntimeError):
     was tried (the URL) and what failed."""
 
 
-_REGISTRY: dict[str, type] = {}
+_REGISTRY: Registry[type] = Registry("engine", UnknownEngineError)
 
 
 def register_engine(name: str) -> Callable[[type], type]:
-    """Class decorator: register an engine class under ``name``."""
-
-    def wrap(cls: type) -> type:
-        if name in _REGISTRY:
-            raise ValueError(f"engine {name!r} is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
+    """Class decorator: register an engine class under ``name`` (a duplicate name raises)."""
+    return _REGISTRY.decorator(name)
 
 
 def get_engine_class(name: str) -> type:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownEngineError(
-            f"unknown engine {name!r}; valid: {', '.join(engine_names())}"
-        ) from None
+    """The engine class registered as ``name``; an unknown name raises UnknownEngineError."""
+    return _REGISTRY.get(name)
 
 
 def engine_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def build_engine(config: GenerateConfig) -> Engine:
