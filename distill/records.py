@@ -7,6 +7,13 @@ schemas here are what every Parquet file a stage writes conforms to.
 * ``Rationale`` -- a teacher's (or the equation search's) worked answer to one problem.
 * ``SFTExample``-- one (source text, target text) pair a student is fine-tuned on.
 
+Everything one stage hands to another is a typed column, commented below where the schema
+declares it; ``meta`` (a JSON object) keeps only what its producer alone knows or needs
+(source fields, search statistics, the calls a teacher made ...) and no stage reads another
+stage's ``meta``. An equation over a problem's placeholders is spelled ``masked_equation`` in
+every schema: ``x=N0*N1`` -- ``Nk`` is the problem's ``quantities[k]`` (the ``Nk`` of its
+``masked_question``), any other number an allowed constant.
+
 ``make_problem`` is the only place that turns a source record into a Problem row: it parses the
 answer, extracts and masks the quantities, and raises :class:`RecordError` naming the field when
 the record cannot become a row (loaders turn that into a reject, never into a crash).
@@ -31,6 +38,10 @@ PROBLEM_SCHEMA = pa.schema(
         pa.field("quantities", pa.list_(pa.string()), nullable=False),  # canonical values, in order
         pa.field("masked_question", pa.string(), nullable=False),  # quantities as N0, N1, ...
         pa.field("equation", pa.string()),  # gold equation when the source has one
+        # the gold equation over the placeholders N0..Nk when the source knows which quantity
+        # each of its numbers is (the synthetic generator); null for the loaders, whose gold
+        # the SFT stage masks itself (distill.sft.core.mask_gold_equation), which prefers this
+        pa.field("masked_equation", pa.string()),
         pa.field("meta", pa.string(), nullable=False),  # JSON object: everything else the source gave
     ]
 )
@@ -44,15 +55,23 @@ RATIONALE_SCHEMA = pa.schema(
         pa.field("prompt", pa.string()),
         pa.field("completion", pa.string()),
         pa.field("key_points", pa.string()),
-        pa.field("program", pa.string()),
+        pa.field("program", pa.string()),  # a PoT program (assigns and prints ``answer``)
+        # the equation the rationale gives: over the problem's own numbers (search:
+        # ``x = 16 * (1 - 0.25)``; fltt_equation), or as the teacher wrote it over the
+        # placeholders (fltt_masked_equation, then equal to masked_equation)
         pa.field("equation", pa.string()),
+        # the rationale's equation over the placeholders N0..Nk (``x = N0 * (1 - N1)``): the
+        # search's match, the fltt_masked_equation teacher's parsed equation; null when the row
+        # has none (other strategies, no match, unparsable). The verdict judges it like every
+        # column; the SFT stage's equation targets are the correct rows' masked equations.
+        pa.field("masked_equation", pa.string()),
         pa.field("predicted", pa.string()),
         pa.field("verdict", pa.string(), nullable=False),  # correct | wrong | error | unparsable
-        pa.field("error", pa.string()),
+        pa.field("error", pa.string()),  # why the verdict is not ``correct``
         pa.field("tokens_in", pa.int64()),
         pa.field("tokens_out", pa.int64()),
         pa.field("latency_s", pa.float64()),
-        pa.field("meta", pa.string(), nullable=False),
+        pa.field("meta", pa.string(), nullable=False),  # JSON object: the producer's own extras
     ]
 )
 
@@ -86,6 +105,7 @@ def make_problem(
     answer: Any,
     equation: Any = None,
     lang: str | None = None,
+    masked_equation: str | None = None,
     meta: Mapping[str, Any] | None = None,
     require_numeric_answer: bool = True,
 ) -> dict[str, Any]:
@@ -95,6 +115,9 @@ def make_problem(
     source has none). With ``require_numeric_answer`` an answer that is present but not a number
     raises :class:`RecordError` (field ``answer``); without it (datasets whose answers may be
     names, times or LaTeX) the row keeps ``answer=None`` and ``answer_raw`` holds the text.
+    ``masked_equation`` is the gold over the row's placeholders, given only by a source that
+    knows which quantity each gold number is (it indexes the ``quantities`` this function
+    extracts, so such a source may set it on the returned row instead).
     Raises :class:`RecordError` for an empty question too.
     """
     from distill.quantities import canonical, detect_lang, mask_question, parse_answer
@@ -115,6 +138,9 @@ def make_problem(
             answer_raw = repr(answer)
     if equation is not None and not isinstance(equation, str):
         raise RecordError("equation", f"expected a string, got {type(equation).__name__}")
+    if masked_equation is not None and not isinstance(masked_equation, str):
+        raise RecordError("masked_equation",
+                          f"expected a string, got {type(masked_equation).__name__}")
     masked, quantities = mask_question(question, lang)
     return {
         "id": f"{dataset}/{source_id}",
@@ -127,6 +153,7 @@ def make_problem(
         "quantities": [canonical(q.value) for q in quantities],
         "masked_question": masked,
         "equation": equation.strip() if isinstance(equation, str) and equation.strip() else None,
+        "masked_equation": masked_equation.strip() if masked_equation and masked_equation.strip() else None,
         "meta": json.dumps(dict(meta or {}), ensure_ascii=False, sort_keys=True, default=str),
     }
 

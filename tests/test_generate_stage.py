@@ -323,9 +323,9 @@ def test_multi_call_strategies_through_the_openai_engine(tmp_path):
             return "1. the numbers of the problem"
         if "Equation that could not be read" in user:
             masked = user.split("Problem: ", 1)[1].split("\nEquation that could not be read")[0]
-            return "Equation: " + json.loads(by_masked[masked]["meta"])["masked_equation"]
+            return "Equation: " + by_masked[masked]["masked_equation"]
         if "placeholders" in system:
-            return "Equation: " + json.loads(by_masked[_question(endpoint, body)]["meta"])["masked_equation"] + " boxes"
+            return "Equation: " + by_masked[_question(endpoint, body)]["masked_equation"] + " boxes"
         assert "Problem-solving information:\n1. the numbers" in user
         return f"```python\nans = {by_q[_question(endpoint, body)]['equation'].split('=', 1)[1]}\n```"
 
@@ -343,7 +343,9 @@ def test_multi_call_strategies_through_the_openai_engine(tmp_path):
     fl_rows = read_rationales(tmp_path / "fltt").to_pylist()
     meta = json.loads(fl_rows[0]["meta"])
     assert meta["check"]["format_fixed"] and meta["check"]["original_equation"].endswith("boxes")
-    assert {r["equation"] for r in fl_rows} == {json.loads(p["meta"])["masked_equation"] for p in problems}
+    assert {r["equation"] for r in fl_rows} == {p["masked_equation"] for p in problems}
+    assert all(r["masked_equation"] == r["equation"] for r in fl_rows)
+    assert all(r["masked_equation"] is None for r in kp_rows)
 
 
 @pytest.mark.ray

@@ -342,11 +342,12 @@ def test_rationale_rows_schema_and_programs() -> None:
     for row in run.rows:
         assert row["strategy"] == row["source"] == "search" and row["verdict"] == "correct"
         meta = json.loads(row["meta"])
-        for key in ("equation_masked", "prefix", "prefix_masked", "template", "score", "rank",
+        for key in ("prefix", "prefix_masked", "template", "score", "rank",
                     "n_matches", "stats", "features"):
             assert key in meta
+        assert "equation_masked" not in meta and "masked_equation" not in meta  # a column
         assert meta["rank"] == row["sample_idx"] < 3
-        assert row["equation"].startswith("x = ") and meta["equation_masked"].startswith("x = ")
+        assert row["equation"].startswith("x = ") and row["masked_equation"].startswith("x = ")
         problem = rows[[r["id"] for r in rows].index(row["id"])]
         scope: dict = {}
         exec(row["program"], {}, scope)  # plain Python, no imports
@@ -355,7 +356,7 @@ def test_rationale_rows_schema_and_programs() -> None:
     best = {r["id"]: r for r in run.rows if r["sample_idx"] == 0}
     assert best["t/0"]["equation"] == "x = 56 * 9"
     assert json.loads(best["t/0"]["meta"])["prefix_masked"] == "* N0 N1"
-    assert json.loads(best["t/1"]["meta"])["equation_masked"] == "x = N0 * (1 - N1)"
+    assert best["t/1"]["masked_equation"] == "x = N0 * (1 - N1)"
 
 
 def test_unsolved_and_unreadable_problems_get_one_row() -> None:

@@ -14,6 +14,7 @@ from fractions import Fraction
 import pytest
 from pydantic import ValidationError
 
+from distill import equations
 from distill.data.base import UnknownSplitError, _REGISTRY
 from distill.data.synthetic import (
     ALLOWED_CONSTANTS,
@@ -106,10 +107,6 @@ def test_gold_equation_evaluates_exactly_to_the_answer(rows) -> None:
 
 
 def test_equations_module_agrees_with_the_gold(rows) -> None:
-    equations = pytest.importorskip(
-        "distill.equations",
-        reason="distill/equations.py (the shared equation parser) is not written yet",
-    )
     for row in rows[::7]:
         solved = equations.solve_equation(row["equation"])
         solved = getattr(solved, "value", solved)
@@ -134,7 +131,8 @@ def test_gold_numbers_are_extracted_quantities_or_allowed_constants(rows) -> Non
 
 def test_masked_equation_indexes_the_quantities(rows) -> None:
     for row in rows:
-        masked = meta(row)["masked_equation"]
+        masked = row["masked_equation"]
+        assert "masked_equation" not in meta(row)  # a column, one spelling
         quantities = row["quantities"]
         for i in re.findall(r"N(\d+)", masked):
             assert int(i) < len(quantities), row
@@ -149,7 +147,7 @@ def test_every_quantity_is_used_or_a_declared_distractor(rows) -> None:
     may read as 1/2 while the gold divides by the constant 2)."""
     for row in rows:
         m = meta(row)
-        used = {int(i) for i in re.findall(r"N(\d+)", m["masked_equation"])}
+        used = {int(i) for i in re.findall(r"N(\d+)", row["masked_equation"])}
         unused = Counter(q for i, q in enumerate(row["quantities"]) if i not in used)
         unused.pop("0.5", None)
         assert unused == Counter(m["distractors"]), row

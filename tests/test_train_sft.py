@@ -3,8 +3,6 @@ rows for every target."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from distill.records import SFT_EXAMPLE_SCHEMA, make_problem, to_table
@@ -86,9 +84,22 @@ def test_masked_gold_equations_counts_and_agrees_with_synthetic_gold() -> None:
     same = 0
     for r in rows[:200]:
         target = equation_target(eqs[r["id"]])
-        same += target == equation_target(json.loads(r["meta"])["masked_equation"])
+        # the source's own masked gold (a column) is the one taken ...
+        assert target == equation_target(r["masked_equation"])
         assert equation_answer(target, r["quantities"]) == (r["answer"], None)
-    assert same >= 190  # the rest differ only by which of two equal values (same answer)
+        # ... and the masking from values alone mostly agrees with it
+        guessed, _ = mask_gold_equation({**r, "masked_equation": None})
+        same += equation_target(guessed) == target
+    assert same >= 190  # the rest pick the other of two equal values, or a distractor's
+
+
+def test_a_source_masked_gold_is_checked_like_any_gold() -> None:
+    row = _p("Tom has 3 apples and buys 4 more. How many?", 7, "x=3+4")
+    assert mask_gold_equation({**row, "masked_equation": "x=N1+N0"}) == ("N1 + N0", None)
+    assert mask_gold_equation({**row, "masked_equation": "x=N0+N5"}) == (None, "unmapped_literal")
+    assert mask_gold_equation({**row, "masked_equation": "x=N0*N1"}) == (
+        None, "gold_disagrees_with_answer")
+    assert mask_gold_equation({**row, "masked_equation": "x=(N0"}) == (None, "unparsable_gold")
 
 
 @pytest.mark.parametrize("equation, prefix, infix", [
@@ -144,7 +155,7 @@ def test_equation_targets(problems) -> None:
 def _rationale(pid, idx, verdict="correct", **kw) -> dict:
     base = {"id": pid, "strategy": "x", "source": "teacher", "sample_idx": idx, "prompt": None,
             "completion": None, "key_points": None, "program": None, "equation": None,
-            "predicted": None, "verdict": verdict, "error": None, "tokens_in": None,
+            "masked_equation": None, "predicted": None, "verdict": verdict, "error": None, "tokens_in": None,
             "tokens_out": None, "latency_s": None, "meta": "{}"}
     return {**base, **kw}
 

@@ -14,9 +14,10 @@ What a row guarantees:
   place it was written (checked while generating: a mismatch raises, it is never dropped).
 * Under the default config every intermediate result and the answer are positive integers; the
   numbers written in the question lie in ``[1, max_value]`` and results in ``(0, max_answer]``.
+* ``masked_equation`` (a column of the row) is the gold over ``N0``, ``N1`` ... indexing
+  ``quantities`` -- the true mapping, known here, not a guess from the values.
 * ``meta`` holds ``template``, ``steps`` (operators in the gold), ``distractors`` (the values of
-  irrelevant numbers added to the text), ``masked_equation`` (the gold over ``N0``, ``N1`` ...
-  indexing ``quantities``), ``seed`` and ``generator``.
+  irrelevant numbers added to the text), ``seed`` and ``generator``.
 * Deterministic for a (config, split) pair; the first k rows do not depend on how many follow.
   Splits are disjoint by construction: each split draws from its own seed and keeps only
   questions whose text hashes into the split's share of the hash space, so no question text can
@@ -29,7 +30,6 @@ a template is picked after the step count is drawn uniformly from ``[min_steps, 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -1332,7 +1332,6 @@ def _row(cand: _Candidate, split: str, index: int, seed: int) -> dict[str, Any]:
         "template": name,
         "steps": cand.steps,
         "distractors": [_canonical(d.value) for d in cand.distractors],
-        "masked_equation": None,
         "seed": seed,
         "generator": GENERATOR,
     }
@@ -1369,9 +1368,8 @@ def _row(cand: _Candidate, split: str, index: int, seed: int) -> dict[str, Any]:
             return f"N{where[n.slot]}"
         return _canonical(n.value)
 
-    meta["masked_equation"] = "x=" + _infix(expr, masked)
-    # make_problem's own serialization, redone now that the quantity indices are known
-    row["meta"] = json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str)
+    # set on the row: it indexes the quantities make_problem extracted
+    row["masked_equation"] = "x=" + _infix(expr, masked)
     return row
 
 

@@ -11,6 +11,11 @@ A call is recorded as ``{"step", "template", "sent", "completion", "error", "tok
 "tokens_out", "latency_s", "finish_reason", "seed"}``. An item whose call failed (the engine
 gave up after its retries) stops there; its row has ``completion`` null, verdict ``error`` and
 ``meta.generation_failed`` true -- the rows a re-run of the stage generates again.
+
+A row's ``equation`` is the equation the teacher wrote (FLTT strategies, after a format fix);
+for ``fltt_masked_equation`` it is over the placeholders ``N0..Nk`` and is also the row's
+``masked_equation`` column (what the SFT stage reads for equation targets), null for every
+other strategy and whenever no equation parsed.
 """
 
 from __future__ import annotations
@@ -166,6 +171,8 @@ def rationale_rows(items: Sequence[Mapping[str, Any]], calls: Sequence[Sequence[
             meta["generation_failed"] = True
         else:
             v = by_item[i]
+        masked = (getattr(strategy, "masked", False) and v.parsed.ok
+                  and v.parsed.equation is not None)
         info = {**v.parsed.info, **v.info}
         if info:
             meta["check"] = info
@@ -182,6 +189,7 @@ def rationale_rows(items: Sequence[Mapping[str, Any]], calls: Sequence[Sequence[
             "key_points": v.parsed.key_points,
             "program": v.parsed.program,
             "equation": v.parsed.equation,
+            "masked_equation": v.parsed.equation if masked else None,
             "predicted": v.predicted,
             "verdict": v.verdict,
             "error": v.reason,

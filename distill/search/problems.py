@@ -9,11 +9,13 @@ names the budget when it was hit), ``error`` when there was nothing to search (n
 answer, no quantities).
 
 A kept match's row carries: ``equation`` -- ``x = <expression over the real numbers>`` in the
-canonical order; ``program`` -- a plain-Python PoT rendering (assigns and prints ``answer``);
-``predicted`` -- the exact value; ``latency_s`` -- the problem's search time; and in ``meta``
-(JSON): ``equation_masked`` (over ``N0..Nk``), ``prefix`` and ``prefix_masked`` (Polish
-notation), ``template``, ``rank``, ``score`` and its ``features``, ``n_matches`` (ambiguity),
-``exact``, the search ``stats``, ``mode`` and ``max_ops``.
+canonical order; ``masked_equation`` -- the same over the placeholders ``N0..Nk``
+(``x = N0 * (1 - N1)``, what the SFT stage trains on); ``program`` -- a plain-Python PoT
+rendering (assigns and prints ``answer``); ``predicted`` -- the exact value; ``latency_s`` --
+the problem's search time; and in ``meta`` (JSON, the search's own extras, read by no other
+stage): ``prefix`` and ``prefix_masked`` (Polish notation), ``template``, ``rank``, ``score``
+and its ``features``, ``n_matches`` (ambiguity), ``exact``, the search ``stats``, ``mode`` and
+``max_ops``. A row without a match has ``equation`` and ``masked_equation`` null.
 
 Two passes (:func:`run_search` in process; :mod:`distill.search.stage` on Ray): the first
 searches every problem and collects the template prior; the second ranks with it.
@@ -174,7 +176,8 @@ def _empty_row(result: ProblemResult, verdict: str, error: str, meta: dict) -> d
     return {
         "id": result.id, "strategy": "search", "source": "search", "sample_idx": 0,
         "prompt": None, "completion": None, "key_points": None, "program": None,
-        "equation": None, "predicted": None, "verdict": verdict, "error": error,
+        "equation": None, "masked_equation": None, "predicted": None, "verdict": verdict,
+        "error": error,
         "tokens_in": None, "tokens_out": None,
         "latency_s": result.stats.time_ms / 1000, "meta": json.dumps(meta, ensure_ascii=False),
     }
@@ -203,7 +206,6 @@ def rationale_rows(result: ProblemResult, ranked: Sequence[Ranked], config: Sear
         meta = {
             **base_meta,
             "rank": i,
-            "equation_masked": to_infix(Equation(Var("x"), masked)),
             "prefix": to_prefix(real),
             "prefix_masked": to_prefix(masked),
             "template": to_infix(masked),
@@ -216,6 +218,7 @@ def rationale_rows(result: ProblemResult, ranked: Sequence[Ranked], config: Sear
             "prompt": None, "completion": None, "key_points": None,
             "program": render_program(canon, result.quantities, cvals),
             "equation": to_infix(Equation(Var("x"), real)),
+            "masked_equation": to_infix(Equation(Var("x"), masked)),
             "predicted": canonical(r.match.value), "verdict": "correct", "error": None,
             "tokens_in": None, "tokens_out": None,
             "latency_s": result.stats.time_ms / 1000,

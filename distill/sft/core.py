@@ -126,18 +126,23 @@ def mask_gold_equation(
 ) -> tuple[str | None, str | None]:
     """The gold equation over the problem's placeholders, or None and the reason why not.
 
-    Each literal of the gold equation becomes the placeholder of the quantity with its value
-    (several quantities with that value: the first not used yet, in the equation's reading
-    order); a literal no quantity has stays a number when it is an allowed constant. The
-    result is infix text: an expression when the gold is ``x = <expression>``
-    (``(N0 - N1) / N2``), else the whole equation with its unknown named ``x``.
+    A problem whose source masked its gold itself (the ``masked_equation`` column of
+    :data:`distill.records.PROBLEM_SCHEMA`, e.g. synthetic data) gives that one: the source
+    knows which quantity each number is. Otherwise each literal of the gold equation becomes
+    the placeholder of the quantity with its value (several quantities with that value: the
+    first not used yet, in the equation's reading order); a literal no quantity has stays a
+    number when it is an allowed constant. The result is infix text: an expression when the
+    gold is ``x = <expression>`` (``(N0 - N1) / N2``), else the whole equation with its
+    unknown named ``x``.
 
     Reasons: ``no_gold_equation``, ``unparsable_gold``, ``several_unknowns``,
-    ``unmapped_literal`` (a literal that is neither a quantity nor a constant),
-    ``unsolvable_gold``, ``gold_disagrees_with_answer`` (label noise: the gold equation does
-    not give the problem's answer).
+    ``unmapped_literal`` (a literal that is neither a quantity nor a constant; for a
+    source-masked gold, a placeholder beyond the problem's quantities), ``unsolvable_gold``,
+    ``gold_disagrees_with_answer`` (label noise: the gold equation does not give the
+    problem's answer).
     """
-    gold = problem.get("equation")
+    source_masked = problem.get("masked_equation")
+    gold = source_masked or problem.get("equation")
     if not gold:
         return None, "no_gold_equation"
     try:
@@ -151,11 +156,16 @@ def mask_gold_equation(
         explicit = _explicit(tree)
         tree = explicit if explicit is not None else _rename_unknown(tree, unknowns[0])
     qvals = _values(problem["quantities"])
-    consts = {parse_number(str(c)) for c in constants}
-    try:  # the preferred reading: each literal the first unused quantity of its value
-        masked = placeholder_readings(tree, qvals, consts, limit=1)[0]
-    except UnmappedLiteral:
-        return None, "unmapped_literal"
+    if source_masked:
+        if any(i >= len(qvals) for i in placeholders(tree)):
+            return None, "unmapped_literal"
+        masked = tree
+    else:
+        consts = {parse_number(str(c)) for c in constants}
+        try:  # the preferred reading: each literal the first unused quantity of its value
+            masked = placeholder_readings(tree, qvals, consts, limit=1)[0]
+        except UnmappedLiteral:
+            return None, "unmapped_literal"
     bindings = {f"N{i}": q for i, q in enumerate(qvals)}
     try:
         roots = solve_all(masked, bindings=bindings) if isinstance(masked, Equation) else (

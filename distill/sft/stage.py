@@ -11,12 +11,19 @@ Where the targets come from, by ``teacher``:
 * ``generate`` -- the teacher's verified rationales from ``<run>/generate/rationales``
   (equation targets: the best correct one; cot/pot/kpdd: up to ``sft.max_per_problem``).
 
+Equation targets from a teacher's rows come from their ``masked_equation`` column
+(:data:`distill.records.RATIONALE_SCHEMA`), never from ``meta``: the search fills it, and so
+does the ``fltt_masked_equation`` teacher. A problem whose correct rows all have it null is
+skipped and counted as ``<teacher>_no_masked_equation`` (then also ``no_equation``); the gold
+teacher's reasons are counted as ``gold_<reason>`` the same way.
+
 No Ray: the stage is a few thousand rows.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -34,13 +41,23 @@ def read_rationales(folder: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["id"], r["sample_idx"]))
 
 
-def search_equations(rationales: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """problem id -> the best-ranked correct equation over N-placeholders."""
+def search_equations(rationales: Sequence[Mapping[str, Any]]) -> tuple[dict[str, str], Counter]:
+    """problem id -> the ``masked_equation`` of its best-ranked (lowest ``sample_idx``)
+    correct rationale that has one, and the count of problems skipped per reason:
+    ``no_masked_equation`` when the problem has correct rationales but none carries a masked
+    equation (e.g. an ``fltt_equation`` or ``pot`` teacher)."""
     best: dict[str, str] = {}
-    for r in rationales:
-        if r["verdict"] == "correct" and r["id"] not in best:
-            best[r["id"]] = json.loads(r["meta"])["equation_masked"]
-    return best
+    correct: set[str] = set()
+    for r in sorted(rationales, key=lambda r: (r["id"], r["sample_idx"])):
+        if r["verdict"] != "correct":
+            continue
+        correct.add(r["id"])
+        if r["id"] not in best and r["masked_equation"]:
+            best[r["id"]] = r["masked_equation"]
+    skipped: Counter = Counter()
+    if correct - best.keys():
+        skipped["no_masked_equation"] = len(correct - best.keys())
+    return best, skipped
 
 
 def write_sft_stage(problems: Sequence[Mapping[str, Any]], teacher: str, target: str,
@@ -54,18 +71,20 @@ def write_sft_stage(problems: Sequence[Mapping[str, Any]], teacher: str, target:
     from distill.records import SFT_EXAMPLE_SCHEMA, to_table
 
     problems = list(problems)
-    skipped_gold: dict[str, int] = {}
+    skipped_teacher: dict[str, int] = {}  # why the teacher gave a problem no equation
     if teacher == "gold":
         if not target.startswith("equation_"):
             raise ValueError(f"teacher 'gold' gives equations; train.target {target!r} needs "
                              "a teacher that writes rationales")
         equations, skipped = masked_gold_equations(problems, constants)
-        skipped_gold = dict(skipped)
+        skipped_teacher = dict(skipped)
         build = build_sft_examples(problems, target, equations=equations)
     else:
         rationales = read_rationales(rationales_dir)
         if target.startswith("equation_"):
-            build = build_sft_examples(problems, target, equations=search_equations(rationales))
+            equations, skipped = search_equations(rationales)
+            skipped_teacher = dict(skipped)
+            build = build_sft_examples(problems, target, equations=equations)
         else:
             build = build_sft_examples(problems, target, rationales=rationales,
                                        max_per_problem=config.max_per_problem)
@@ -76,7 +95,8 @@ def write_sft_stage(problems: Sequence[Mapping[str, Any]], teacher: str, target:
     pq.write_table(to_table(build.rows, SFT_EXAMPLE_SCHEMA), out / "examples.parquet")
     summary = {"problems": len(problems), "examples": len(build.rows),
                "problems_with_examples": len({r["problem_id"] for r in build.rows}),
-               "skipped": {**dict(build.skipped), **{f"gold_{k}": v for k, v in skipped_gold.items()}},
+               "skipped": {**dict(build.skipped),
+                           **{f"{teacher}_{k}": v for k, v in skipped_teacher.items()}},
                "target": target}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     return summary
