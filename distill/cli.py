@@ -1,7 +1,8 @@
 """`mathdistill`: one sub-command per stage, and `run` for a whole config.
 
 The CLI only parses options and calls the library; every option maps onto a config field or a
-library argument defined once.
+library argument defined once. This module mounts the commands; what they share (errors,
+``--data`` handling, ``--config`` / ``--ray``) is in :mod:`distill.cli_common`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Any, List, Optional
 
 import typer
 
-from distill.config import DEFAULT_CONSTANTS, ConfigError, DataConfig, DataSource, load_config
+from distill.cli_common import FILE_SUFFIXES, fail, load_problems, source
+from distill.config import DEFAULT_CONSTANTS, ConfigError, load_config
 from distill.data.base import DataError, resolve_data_dir
+from distill.generate.cli import generate_command
 from distill.sandbox.cli import sandbox_app
 from distill.search.cli import search_command
-from distill.generate.cli import generate_command
 
 app = typer.Typer(
     help="Distill the math reasoning of large teacher LLMs into small students, on Ray.",
@@ -41,41 +43,6 @@ ColumnsOpt = typer.Option(
     "--columns",
     help="For a file NAME (jsonl/csv/parquet): field=column pairs, e.g. question=q,answer=a.",
 )
-FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def _parse_columns(columns: str | None) -> dict[str, str] | None:
-    if not columns:
-        return None
-    mapping = {}
-    for pair in columns.split(","):
-        field, sep, column = pair.partition("=")
-        if not sep or not field.strip() or not column.strip():
-            _fail(f"--columns: expected field=column pairs, got {pair!r}")
-        mapping[field.strip()] = column.strip()
-    return mapping
-
-
-def _source(name: str, split: str, limit: int | None, columns: str | None) -> DataSource:
-    if name.endswith(FILE_SUFFIXES) or Path(name).is_file():
-        return DataSource(
-            name=Path(name).stem, split="all", limit=limit, path=name, columns=_parse_columns(columns)
-        )
-    return DataSource(name=name, split=split, limit=limit)
-
-
-def _load(source: DataSource, data_dir: Path | None):
-    from distill.data.stage import load_source
-
-    try:
-        return load_source(source, DataConfig(data_dir=str(data_dir) if data_dir else None))
-    except (DataError, ConfigError) as e:
-        _fail(str(e))
 
 
 @data_app.command("list")
@@ -103,7 +70,7 @@ def data_show(
     as_json: bool = typer.Option(False, "--json", help="Print rows as JSON lines."),
 ) -> None:
     """Show the first problems of a split as Problem rows."""
-    result = _load(_source(name, split, limit, columns), data_dir)
+    result = load_problems(source(name, split, limit, columns), data_dir)
     for row in result.problems:
         if as_json:
             typer.echo(json.dumps(row, ensure_ascii=False))
@@ -132,7 +99,7 @@ def data_stats(
     try:
         stats = dataset_stats(name, resolve_data_dir(data_dir), constants.split(","), split)
     except (DataError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     if as_json:
         typer.echo(json.dumps(stats, ensure_ascii=False))
         return
@@ -178,15 +145,15 @@ def data_export(
         try:
             splits = list(split) if split else get_loader(name).splits(root)
         except DataError as e:
-            _fail(str(e))
+            fail(str(e))
     eval_rows: list[dict[str, Any]] = []
     for spec in decontaminate_against or []:
         ev_name, _, ev_split = spec.partition(":")
-        eval_rows.extend(_load(_source(ev_name, ev_split or "test", None, None), data_dir).problems)
+        eval_rows.extend(load_problems(source(ev_name, ev_split or "test", None, None), data_dir).problems)
     summary: dict[str, Any] = {"dataset": name, "splits": {}, "rejects": 0, "decontamination": {}}
     rejects, removed_all = [], []
     for s in splits:
-        result = _load(_source(name, s, limit, columns), data_dir)
+        result = load_problems(source(name, s, limit, columns), data_dir)
         rows = result.problems
         if eval_rows:
             rows, removed, report = decontaminate(rows, eval_rows)
@@ -226,7 +193,7 @@ def config_show(file: Path = typer.Argument(..., help="Pipeline config YAML.")) 
     try:
         typer.echo(dump_config(load_config(file)), nl=False)
     except ConfigError as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 @app.command("run")
@@ -244,12 +211,12 @@ def run(
     try:
         cfg = load_config(config)
     except ConfigError as e:
-        _fail(str(e))
+        fail(str(e))
     try:
         manifest = run_pipeline(cfg, run_dir, log=lambda m: typer.echo(m, err=as_json),
                                 until=until)
     except user_errors() as e:
-        _fail(str(e))
+        fail(str(e))
     if as_json:
         typer.echo(json.dumps(manifest, ensure_ascii=False))
     else:

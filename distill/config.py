@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Mapping, TypeVar
 
 import yaml
 from pydantic import (
@@ -35,6 +35,7 @@ from distill.data.synthetic import SyntheticConfig
 from distill.equations import DEFAULT_CONSTANTS
 from distill.evaluate.config import EvaluateConfig
 from distill.generate.config import GenerateConfig
+from distill.resources import StageResources  # noqa: F401 - re-exported; defined there
 from distill.sandbox.config import SandboxConfig
 from distill.search.config import SearchConfig
 from distill.sft.config import SFTConfig
@@ -46,17 +47,6 @@ class ConfigError(ValueError):
 
 
 # ----------------------------------------------------------------------------------- Ray side
-class StageResources(StrictModel):
-    """Resources one stage's Ray workers ask for (per task or per actor)."""
-
-    num_cpus: float = Field(1.0, ge=0, description="CPUs per task/actor.")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per task/actor.")
-    memory_gb: float | None = Field(None, gt=0, description="Memory per task/actor, GiB.")
-    concurrency: int | None = Field(
-        None, ge=1, description="Actors in the pool / tasks at once; None lets Ray decide."
-    )
-
-
 class RayConfig(StrictModel):
     """How to reach Ray and what each stage may use. The embedded default is a local cluster."""
 
@@ -281,10 +271,27 @@ def validate_config(data: dict[str, Any], model: type[M], source: str = "<config
         raise ConfigError(format_validation_error(e, source)) from None
 
 
-def load_config(path: str | Path, model: type[M] = PipelineConfig) -> M:  # type: ignore[assignment]
-    """Read a YAML file into ``model``. A ``ray: FILE`` entry is read relative to the file."""
+def merge_mappings(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``patch`` laid over it, mapping into mapping (a value that is not a mapping
+    replaces what was there)."""
+    out = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_mappings(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path, model: type[M] = PipelineConfig,  # type: ignore[assignment]
+                patch: Mapping[str, Any] | None = None) -> M:
+    """Read a YAML file into ``model``. A ``ray: FILE`` entry is read relative to the file.
+    ``patch`` (e.g. a command line's options) is merged over the file's keys before they are
+    validated (:func:`merge_mappings`)."""
     path = Path(path)
     data = _read_yaml(path)
+    if patch:
+        data = merge_mappings(data, patch)
     if model is PipelineConfig and isinstance(data.get("ray"), str):
         ray_path = Path(data["ray"])
         if not ray_path.is_absolute():

@@ -4,9 +4,10 @@ predictions, ``report.json`` / ``report.md`` / plots.
 A thin wrapper over :mod:`distill.evaluate` (scoring and the report) and
 :mod:`distill.evaluate.infer` (generation, answers). Generation runs in a Ray Data actor pool
 (:class:`~distill.evaluate.infer.StudentPredictor`, the student loaded once per actor; workers,
-CPUs and GPUs per actor are the ``evaluate`` entry of the Ray resources). An actor that reserved
-a GPU decodes on it, in ``evaluate.inference.dtype`` (auto: bf16 where the GPU supports it);
-the others decode on the CPU (:mod:`distill.devices`). Programs the student writes
+CPUs, GPUs and memory per actor are the ``evaluate`` entry of the Ray resources, translated by
+:mod:`distill.resources`). An actor that reserved a GPU decodes on it, in
+``evaluate.inference.dtype`` (auto: bf16 where the GPU supports it); the others decode on the
+CPU (:mod:`distill.devices`). Programs the student writes
 (targets ``pot`` and ``kpdd``) run in the sandbox on the driver, in one batch.
 
 Output layout under ``out_dir``::
@@ -28,9 +29,9 @@ from distill.evaluate.config import EvaluateConfig
 from distill.evaluate.report import score_problems, summarize, write_report
 from distill.records import require_columns
 from distill.evaluate.infer import TARGETS_EVALUATED, StudentPredictor, prediction_rows, source_column
+from distill.resources import StageResources, resources_or_default
 
 if TYPE_CHECKING:
-    from distill.config import StageResources
     from distill.sandbox import SandboxConfig
 
 __all__ = ["evaluate_student"]
@@ -41,14 +42,10 @@ _NEEDED = ("id", "dataset", "question", "masked_question", "quantities")
 def _generate_on_ray(student_dir: str, rows: list[dict[str, Any]], target: str,
                      config: EvaluateConfig, resources: StageResources | None) -> list[list[str]]:
     """Outputs per row, in row order, from an actor pool."""
-    import ray
     import ray.data
 
-    num_cpus = resources.num_cpus if resources is not None else 1.0
-    cpus = ray.cluster_resources().get("CPU", 1.0)
-    workers = resources.concurrency if resources is not None and resources.concurrency else \
-        max(1, int(cpus // max(num_cpus, 1e-6)))
-    workers = max(1, min(workers, math.ceil(len(rows) / config.batch_size)))
+    res = resources_or_default(resources)
+    workers = res.pool_size(cap=math.ceil(len(rows) / config.batch_size))
     column = source_column(target)
     items = [{"_order": i, column: r[column]} for i, r in enumerate(rows)]
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * workers)))
@@ -59,9 +56,7 @@ def _generate_on_ray(student_dir: str, rows: list[dict[str, Any]], target: str,
                                "source_column": column, "kpdd": target == "kpdd"},
         batch_size=config.batch_size,
         batch_format="pandas",
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=num_cpus,
-        num_gpus=resources.num_gpus if resources is not None else 0,
+        **res.map_batches_args(workers),
     )
     outputs: list[list[str]] = [[] for _ in rows]
     for row in out.iter_rows():

@@ -58,9 +58,9 @@ import pyarrow.parquet as pq
 from distill.records import RATIONALE_SCHEMA, VERDICTS, to_table
 from distill.generate.config import GenerateConfig
 from distill.generate.core import ITEM_COLUMNS, rationale_rows, run_calls, work_items
+from distill.resources import StageResources, resources_or_default
 
 if TYPE_CHECKING:
-    from distill.config import StageResources
     from distill.sandbox import SandboxConfig
 
 __all__ = [
@@ -339,12 +339,15 @@ def _items_table(items: Sequence[Mapping[str, Any]]) -> pa.Table:
 class GenerateUDF:
     """``map_batches`` actor for in-process engines: builds the engine (and, for PoT, a sandbox
     pool) once; each batch is generated, parsed and verified here, so what leaves the actor is
-    a finished batch of Rationale rows that the driver commits at once."""
+    a finished batch of Rationale rows that the driver commits at once.
 
-    def __init__(self, config: str, sandbox: str | None = None):
+    ``config`` and ``sandbox`` cross into the actor as ``model_dump(mode="json")`` mappings
+    (the one way every stage hands a config to its actors)."""
+
+    def __init__(self, config: Mapping[str, Any], sandbox: Mapping[str, Any] | None = None):
         from distill.generate.engines import build_engine
 
-        self.config = GenerateConfig.model_validate_json(config)
+        self.config = GenerateConfig.model_validate(dict(config))
         self.engine = build_engine(self.config)
         self.verifier = VerifyUDF(config, sandbox, chat=self.engine.chat)
 
@@ -359,16 +362,17 @@ class VerifyUDF:
     object's own sandbox pool, a batch at a time. A ``map_batches`` actor after the ``vllm``
     engine; inside :class:`GenerateUDF` for the in-process engines."""
 
-    def __init__(self, config: str, sandbox: str | None = None, chat: bool | None = None):
+    def __init__(self, config: Mapping[str, Any], sandbox: Mapping[str, Any] | None = None,
+                 chat: bool | None = None):
         from distill.generate.strategies import get_strategy
 
-        self.config = GenerateConfig.model_validate_json(config)
+        self.config = GenerateConfig.model_validate(dict(config))
         self.chat = chat
         self.pool = None
         if get_strategy(self.config.strategy).output == "program":
             from distill.sandbox import SandboxConfig, SandboxPool
 
-            self.pool = SandboxPool(SandboxConfig.model_validate_json(sandbox) if sandbox
+            self.pool = SandboxPool(SandboxConfig.model_validate(dict(sandbox)) if sandbox
                                     else SandboxConfig())
             self.pool.start()
 
@@ -429,30 +433,22 @@ def _batches(items: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _workers(resources: StageResources | None) -> int:
-    return resources.concurrency if resources is not None and resources.concurrency else 1
+def _pool_args(resources: StageResources | None) -> dict[str, Any]:
+    """``map_batches`` keywords of an actor pool of this stage: ``concurrency`` actors (default
+    1: a teacher engine or a sandbox pool per actor is heavy), each reserving what
+    :meth:`StageResources.ray_args` says."""
+    res = resources_or_default(resources)
+    return res.map_batches_args(res.pool_size(default=1))
 
 
-def _ray_kwargs(resources: StageResources | None) -> dict[str, Any]:
-    if resources is None:
-        return {"num_cpus": 1.0}
-    kw: dict[str, Any] = {"num_cpus": resources.num_cpus}
-    if resources.num_gpus:
-        kw["num_gpus"] = resources.num_gpus
-    if resources.memory_gb:
-        kw["memory"] = int(resources.memory_gb * 1024**3)
-    return kw
-
-
-def _ray_batches(items: list[dict[str, Any]], config: GenerateConfig, sandbox: str,
+def _ray_batches(items: list[dict[str, Any]], config: GenerateConfig, sandbox: dict[str, Any],
                  resources: StageResources | None, verify_resources: StageResources | None):
     """Verified Rationale tables as they stream out of the Ray Data pipeline."""
-    import ray
     import ray.data
 
     from distill.generate.engines import get_engine_class
 
-    cfg = config.model_dump_json()
+    cfg = config.model_dump(mode="json")
     size = config.batch_size
     engine_cls = get_engine_class(config.engine)
     if engine_cls.dataset_level:
@@ -462,25 +458,24 @@ def _ray_batches(items: list[dict[str, Any]], config: GenerateConfig, sandbox: s
         ds = ds.map_batches(VerifyUDF, fn_constructor_kwargs={"config": cfg, "sandbox": sandbox,
                                                               "chat": chat},
                             batch_size=size, batch_format="pyarrow",
-                            compute=ray.data.ActorPoolStrategy(size=_workers(verify_resources)),
-                            **_ray_kwargs(verify_resources))
+                            **_pool_args(verify_resources))
         yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
         return
     ds = ray.data.from_arrow([_items_table(b) for b in _batches(items, size)])
     ds = ds.map_batches(
         GenerateUDF, fn_constructor_kwargs={"config": cfg, "sandbox": sandbox}, batch_size=size,
-        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=_workers(resources)),
-        **_ray_kwargs(resources),
+        batch_format="pyarrow", **_pool_args(resources),
     )
     yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
 
 
-def _local_batches(items: list[dict[str, Any]], config: GenerateConfig, sandbox: str):
+def _local_batches(items: list[dict[str, Any]], config: GenerateConfig,
+                   sandbox: dict[str, Any]):
     """The same pipeline in this process, without Ray (debugging, small runs)."""
     from distill.generate.engines import build_engine
 
     engine = build_engine(config)
-    verifier = VerifyUDF(config.model_dump_json(), sandbox, chat=engine.chat)
+    verifier = VerifyUDF(config.model_dump(mode="json"), sandbox, chat=engine.chat)
     try:
         for batch in _batches(items, config.batch_size):
             yield verifier.rows(batch, run_calls(batch, engine, config), engine.chat)
@@ -525,7 +520,7 @@ def generate_dataset(
     """Generate, verify and commit Rationale rows for ``problems`` (``config.samples`` per
     problem) into ``out_dir``; returns the summary (also written to ``summary.json``).
 
-    ``resources`` / ``verify_resources`` (:class:`distill.config.StageResources`: the
+    ``resources`` / ``verify_resources`` (:class:`distill.resources.StageResources`: the
     pipeline's ``ray.resources.generate`` / ``.verify``): CPUs, GPUs and memory per actor and
     the number of actors (``concurrency``, default 1). In-process engines (hf, openai) verify
     inside their generation actors, so a kill loses at most the batches those actors hold; for
@@ -576,7 +571,7 @@ def generate_dataset(
         check = getattr(get_engine_class(config.engine), "check_ready", None)
         if check is not None:
             check(config)
-        box = sandbox.model_dump_json()
+        box = sandbox.model_dump(mode="json")
         source = _local_batches(items, config, box) if local else _ray_batches(
             items, config, box, resources, verify_resources)
         streak = _Streak(config.stop_after_failures)

@@ -713,12 +713,13 @@ class SandboxPool:
 
     def run(self, code: str, *, timeout_s: float | None = None,
             memory_mb: int | None = None) -> ExecResult:
-        """Run one program (see :func:`run_program`)."""
+        """Run one program (see :func:`run_program`); limits None: the pool config's."""
         return self.run_many([code], timeout_s=timeout_s, memory_mb=memory_mb)[0]
 
     def run_many(self, codes: Iterable[str], *, timeout_s: float | None = None,
                  memory_mb: int | None = None) -> list[ExecResult]:
-        """Run programs on all workers at once; results in the order of ``codes``."""
+        """Run programs on all workers at once; results in the order of ``codes``. Limits None:
+        the pool config's ``timeout_s`` / ``memory_mb``."""
         self.start()
         t = float(timeout_s if timeout_s is not None else self.config.timeout_s)
         m = int(memory_mb if memory_mb is not None else self.config.memory_mb)
@@ -760,9 +761,12 @@ def default_pool(config: SandboxConfig | None = None) -> SandboxPool:
         return pool
 
 
-def run_program(code: str, *, timeout_s: float = 5.0, memory_mb: int = 512,
+def run_program(code: str, *, timeout_s: float | None = None, memory_mb: int | None = None,
                 config: SandboxConfig | None = None) -> ExecResult:
     """Run one untrusted program in the sandbox and read its answer.
+
+    ``timeout_s`` / ``memory_mb`` override the limits for this program; None (the default)
+    takes them from ``config`` (default ``SandboxConfig()``: 5 s, 512 MiB).
 
     The answer is, in order: a module-level ``ans``, ``answer`` or ``result`` (not None, not a
     function); else the return value of a ``solution()`` function; else the last number
@@ -771,7 +775,9 @@ def run_program(code: str, *, timeout_s: float = 5.0, memory_mb: int = 512,
     return default_pool(config).run(code, timeout_s=timeout_s, memory_mb=memory_mb)
 
 
-def run_programs(codes: Sequence[str], *, timeout_s: float = 5.0, memory_mb: int = 512,
+def run_programs(codes: Sequence[str], *, timeout_s: float | None = None,
+                 memory_mb: int | None = None,
                  config: SandboxConfig | None = None) -> list[ExecResult]:
-    """:func:`run_program` for many programs, through the pool's workers in parallel."""
+    """:func:`run_program` for many programs, through the pool's workers in parallel (limits
+    None: ``config``'s)."""
     return default_pool(config).run_many(codes, timeout_s=timeout_s, memory_mb=memory_mb)

@@ -1,6 +1,7 @@
-"""`mathdistill search`: the typer command (mounted by distill.cli). Parses options into a
-:class:`~distill.search.config.SearchConfig`, loads the problems (with distill.cli's own
-``--data`` handling), runs the stage, prints the summary."""
+"""`mathdistill search`: the typer command (mounted by distill.cli). Builds the
+:class:`~distill.search.config.SearchConfig` (``--config``: a pipeline config's ``search``
+section, options given here overriding it) and the Ray side (its ``ray`` section, or
+``--ray``), loads the problems, runs the stage, prints the summary."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from typing import Optional
 
 import typer
 
+from distill.cli_common import CONFIG_HELP, RAY_HELP, field_help
+from distill.resources import StageResources
+from distill.search.config import SearchConfig
+
 
 def search_command(
     data: str = typer.Option(..., "--data", help="Dataset name (see `mathdistill data list`), "
@@ -18,17 +23,19 @@ def search_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: rationales/ (Parquet) "
                              "and summary.json."),
     limit: Optional[int] = typer.Option(None, "--limit", help="First N problems only."),
-    max_ops: Optional[int] = typer.Option(None, "--max-ops", help="Largest operator count K "
-                                          "(default from the config: 3)."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="first | minimal | top (default top)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file with a SearchConfig "
-                                          "(options given here override it)."),
+    max_ops: Optional[int] = typer.Option(None, "--max-ops",
+                                          help=field_help(SearchConfig, "max_ops")),
+    mode: Optional[str] = typer.Option(None, "--mode", help=field_help(SearchConfig, "mode")),
+    config: Optional[Path] = typer.Option(None, "--config",
+                                          help=CONFIG_HELP.format(section="search")),
+    ray_config: Optional[Path] = typer.Option(None, "--ray", help=RAY_HELP),
     reuse: Optional[bool] = typer.Option(None, "--reuse/--no-reuse",
-                                         help="Allow a quantity twice in an expression."),
+                                         help=field_help(SearchConfig, "allow_reuse")),
     prior: Optional[bool] = typer.Option(None, "--prior/--no-prior",
-                                         help="Rank with the dataset's template prior."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Search workers (default: "
-                                          "every CPU)."),
+                                         help=field_help(SearchConfig, "prior")),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", help=field_help(StageResources, "concurrency",
+                                           "ray.resources.search.")),
     against_gold: bool = typer.Option(False, "--against-gold", help="Report coverage and how "
                                       "often the top match is equivalent to the gold equation."),
     local: bool = typer.Option(False, "--local", help="Run in this process, without Ray."),
@@ -38,36 +45,27 @@ def search_command(
 ) -> None:
     """Weak supervision by equation search: expressions over each problem's quantities that
     give its answer, ranked; writes Rationale rows (strategy=search)."""
-    # imported here: distill.cli mounts this command (the same option handling as `data`)
-    from distill.cli import _fail, _load, _source
-    from distill.config import ConfigError, load_config
-    from distill.search.config import SEARCH_MODES, SearchConfig
+    from distill.cli_common import fail, init_ray, load_problems, load_stage_configs, source
+    from distill.search.config import SEARCH_MODES
 
     if mode is not None and mode not in SEARCH_MODES:
-        _fail(f"--mode must be one of {', '.join(SEARCH_MODES)} (got {mode!r})")
-    try:
-        cfg = load_config(config, SearchConfig) if config else SearchConfig()
-        updates = {k: v for k, v in {"max_ops": max_ops, "mode": mode, "allow_reuse": reuse,
-                                     "prior": prior}.items() if v is not None}
-        cfg = SearchConfig.model_validate({**cfg.model_dump(), **updates})
-    except (ConfigError, ValueError) as e:
-        _fail(str(e))
-    source = _source(data, split, limit, None)
-    loaded = _load(source, data_dir)
-    rows = loaded.problems
+        fail(f"--mode must be one of {', '.join(SEARCH_MODES)} (got {mode!r})")
+    configs = load_stage_configs(config, ray_config, "search", SearchConfig, options={
+        "max_ops": max_ops, "mode": mode, "allow_reuse": reuse, "prior": prior})
+    cfg = configs.stage
+    resources = configs.resources("search")
+    if workers is not None:
+        resources = resources.model_copy(update={"concurrency": workers})
+    src = source(data, split, limit, None)
+    rows = load_problems(src, data_dir).problems
     if local:
         summary = _run_local(rows, cfg, out, against_gold)
     else:
-        import ray
-
-        from distill.config import RayConfig, StageResources
         from distill.search.stage import search_dataset
 
-        if not ray.is_initialized():
-            ray.init(**RayConfig().init_kwargs(), log_to_driver=False)
-        summary = search_dataset(rows, cfg, out, against_gold=against_gold,
-                                 resources=StageResources(concurrency=workers))
-    summary = {"dataset": source.label, **summary}
+        init_ray(configs.ray)
+        summary = search_dataset(rows, cfg, out, against_gold=against_gold, resources=resources)
+    summary = {"dataset": src.label, **summary}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))

@@ -25,9 +25,10 @@ import pickle
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from distill.records import RATIONALE_SCHEMA, require_columns, to_table
+from distill.resources import StageResources, resources_or_default
 from distill.search.config import SearchConfig
 from distill.search.problems import (
     REQUIRED_COLUMNS,
@@ -40,9 +41,6 @@ from distill.search.problems import (
     search_problem,
 )
 from distill.search.rank import TemplatePrior
-
-if TYPE_CHECKING:
-    from distill.config import StageResources
 
 __all__ = ["SearchUDF", "RankUDF", "plan_batches", "search_dataset"]
 
@@ -140,15 +138,6 @@ def _prior_from(ds) -> TemplatePrior:
     return prior
 
 
-def _workers(num_cpus: float, concurrency: int | None) -> int:
-    import ray
-
-    if concurrency:
-        return concurrency
-    cpus = ray.cluster_resources().get("CPU", 1)
-    return max(1, int(cpus // num_cpus))
-
-
 def plan_batches(n: int, batch_size: int, workers: int) -> tuple[int, int]:
     """(batch size, blocks) for ``n`` problems: at most ``batch_size`` a batch, at least four
     batches a worker, one block a batch (Ray Data would bundle smaller blocks into one task)."""
@@ -167,17 +156,17 @@ def search_dataset(
     ``rationales/`` and ``summary.json`` under ``out_dir`` when given; return the summary
     (``problems_per_s`` counts both passes, not Ray start-up or loading).
 
-    ``resources`` (:class:`distill.config.StageResources`, the pipeline's
-    ``ray.resources.search``): CPUs per worker and the number of workers (``concurrency``;
-    default: as many as the cluster's CPUs allow)."""
+    ``resources`` (:class:`distill.resources.StageResources`, the pipeline's
+    ``ray.resources.search``): what each worker reserves (CPUs, GPUs, memory) and the number
+    of workers (``concurrency``; default: as many as the cluster's CPUs allow)."""
     import ray
     import ray.data
 
     rows = list(rows)
     if rows:
         require_columns(rows[0].keys(), REQUIRED_COLUMNS, "search")
-    num_cpus = resources.num_cpus if resources is not None else 1.0
-    workers = _workers(num_cpus, resources.concurrency if resources is not None else None)
+    res = resources_or_default(resources)
+    workers = res.pool_size()
     batch_size, blocks = plan_batches(len(rows), config.batch_size, workers)
     cfg = config.model_dump(mode="json")
     t0 = time.perf_counter()
@@ -187,8 +176,7 @@ def search_dataset(
         fn_constructor_kwargs={"config": cfg},
         batch_size=batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=num_cpus,
+        **res.map_batches_args(workers),
     ).materialize()
     prior = None
     if config.prior and config.mode != "first":
@@ -198,8 +186,7 @@ def search_dataset(
         fn_constructor_kwargs={"config": cfg, "prior": prior, "against_gold": against_gold},
         batch_size=batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=num_cpus,
+        **res.map_batches_args(workers),
     ).materialize()
     elapsed = time.perf_counter() - t0
     import pyarrow as pa

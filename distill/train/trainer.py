@@ -26,18 +26,16 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from distill.records import SFT_EXAMPLE_SCHEMA, require_columns, to_table
+from distill.resources import StageResources, resources_or_default
 from distill.train.config import TrainConfig
 from distill.train.loop import TRAINER_STATE, train_loop
 from distill.sft.core import STAGE_KEYPOINTS, STAGE_SOLVE
 from distill.train.students import get_student
 
-if TYPE_CHECKING:
-    from distill.config import StageResources
-
-__all__ = ["RayContext", "TrainResult", "fit", "stage_initial_student"]
+__all__ = ["RayContext", "TrainResult", "fit", "scaling_config", "stage_initial_student"]
 
 
 @dataclass
@@ -129,6 +127,16 @@ def _phases(cfg: TrainConfig, rows: list[dict[str, Any]]) -> list[tuple[str, lis
     return [(name, rows)]
 
 
+def scaling_config(cfg: TrainConfig, resources: StageResources | None):
+    """Ray Train's ``ScalingConfig``: ``cfg.num_workers`` workers, each reserving
+    :meth:`StageResources.resources_per_worker` (default 1 CPU); GPUs when it asks for any."""
+    from ray.train import ScalingConfig
+
+    res = resources_or_default(resources)
+    return ScalingConfig(num_workers=cfg.num_workers, use_gpu=bool(res.num_gpus),
+                         resources_per_worker=res.resources_per_worker())
+
+
 def fit(
     cfg: TrainConfig,
     examples: str | os.PathLike | Sequence[Mapping[str, Any]],
@@ -141,10 +149,11 @@ def fit(
     (storage path + name) already has checkpoints.
 
     ``storage_path`` is the default for ``cfg.checkpointing.storage_path`` (the pipeline passes
-    ``<run_dir>/train``). ``resources`` is a :class:`distill.config.StageResources` (per-worker
-    ``num_cpus``, ``num_gpus``, ``memory_gb``); default 1 CPU per worker.
+    ``<run_dir>/train``). ``resources`` is a :class:`distill.resources.StageResources`
+    (per-worker ``num_cpus``, ``num_gpus``, ``memory_gb``; see :func:`scaling_config`); default
+    1 CPU per worker.
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     storage = cfg.checkpointing.storage_path or (str(storage_path) if storage_path else None)
@@ -156,14 +165,7 @@ def fit(
     rows = _read_rows(examples)
     if not rows:
         raise ValueError("no training examples")
-    num_cpus = getattr(resources, "num_cpus", 1.0) or 1.0
-    num_gpus = getattr(resources, "num_gpus", 0.0) or 0.0
-    memory_gb = getattr(resources, "memory_gb", None)
-    per_worker: dict[str, float] = {"CPU": num_cpus}
-    if num_gpus:
-        per_worker["GPU"] = num_gpus
-    if memory_gb:
-        per_worker["memory"] = memory_gb * 2**30
+    scaling = scaling_config(cfg, resources)
 
     phases = _phases(cfg, rows)
     init = stage_initial_student(
@@ -189,9 +191,8 @@ def fit(
                 "examples": examples_path,
                 "tensorboard_dir": str(Path(run_path) / "tensorboard") if local else None,
             },
-            torch_config=TorchConfig(backend="nccl" if num_gpus else "gloo"),
-            scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=bool(num_gpus),
-                                         resources_per_worker=per_worker),
+            torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
+            scaling_config=scaling,
             run_config=RunConfig(
                 name=run_name,
                 storage_path=storage,
