@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine; each creates .venv by itself when it is missing.
 #   make quickstart   the main job on the embedded default (local Ray, CPU, offline)
-#   make test         the test suite
+#   make test         the test suite, every tier (what CI runs: .ci/run)
+#   make test-fast    the unit tier: no Ray cluster, no slow or GPU tests (a few minutes on 2 cores)
 # The CPU install pins torch==2.13.0 (any other version pulls a multi-GB CUDA build);
 # on a GPU machine use its own torch: make install TORCH_SPEC=torch
 
@@ -25,6 +26,9 @@ quickstart: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -ra -m "not ray and not slow and not gpu" --timeout=120
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -3,6 +3,7 @@ when ../shared/data is absent (a user's fresh clone has no ../shared)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,34 @@ def ray_local():
                  namespace="mathdistill-tests")
     yield ray
     ray.shutdown()
+
+
+# ------------------------------------------------------------------------------ test tiers
+# `make test` runs everything; `make test-fast` is the unit tier, -m "not ray and not slow and
+# not gpu". The `ray` marker must be true for the unit tier to stay free of Ray clusters: a
+# test that takes the `ray_local` fixture is marked here, and any other test that starts Ray
+# without the marker (Ray Data auto-initializes Ray on first use) fails at teardown.
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()) and item.get_closest_marker("ray") is None:
+            item.add_marker(pytest.mark.ray)
+
+
+def _ray_is_up() -> bool:
+    ray = sys.modules.get("ray")  # never import Ray here: the unit tier must not need it
+    return ray is not None and hasattr(ray, "is_initialized") and ray.is_initialized()
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_without_the_ray_marker(request):
+    """Fail a test not marked `ray` that leaves Ray initialized (it would start a cluster in the
+    unit tier). Autouse, so it is set up before and torn down after the test's own fixtures."""
+    if request.node.get_closest_marker("ray") is not None or _ray_is_up():
+        yield
+        return
+    yield
+    if _ray_is_up():
+        sys.modules["ray"].shutdown()
+        pytest.fail(f"{request.node.nodeid} initialized Ray but is not marked `ray`: "
+                    "mark it (pytestmark = pytest.mark.ray) or keep it off Ray", pytrace=False)

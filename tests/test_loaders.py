@@ -601,6 +601,7 @@ def test_real_mawps(real):
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_real_math23k(real):
     for split, n in (("all", 23162), ("train", 21162), ("valid", 1000), ("test", 1000)):
         assert_clean(real("math23k", split), n)

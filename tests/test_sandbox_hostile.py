@@ -488,6 +488,7 @@ def test_hostile(mode: str, case: Case, host: Host) -> None:
     run_case(_pool(mode), case, case.kinds[mode], host)
 
 
+@pytest.mark.slow
 def test_hostile_battery_through_bwrap(host: Host) -> None:
     bwrap = get_isolation("bwrap")
     why = bwrap.unavailable()

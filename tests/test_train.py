@@ -297,6 +297,7 @@ def test_training_weights_are_float32_whatever_the_stored_dtype(tmp_path: Path) 
     assert _weight_dtypes(tmp_path / "run" / "epoch_0001") == {"float32"}
 
 
+@pytest.mark.slow
 def test_deepspeed_zero_stages_in_one_process(tmp_path: Path, one_thread) -> None:
     """ZeRO 0 / 2 / 3 in one process (gloo group of one) give DDP-less training's losses."""
     pytest.importorskip("deepspeed")
@@ -318,6 +319,7 @@ def test_deepspeed_zero_stages_in_one_process(tmp_path: Path, one_thread) -> Non
         AutoModelForSeq2SeqLM.from_pretrained(ckpt)  # full weights, also after ZeRO-3
 
 
+@pytest.mark.slow
 def test_deepspeed_resume_after_kill_continues_exactly(tmp_path: Path, one_thread) -> None:
     """ZeRO-2 (gloo group of one): killed after epoch 1's checkpoint, the run resumes through
     ``engine.load_checkpoint`` (optimizer partitions, scheduler, fp32 weights) and repeats the
