@@ -15,7 +15,8 @@ from typing import Any, List, Optional
 import typer
 
 from distill.cli_common import FILE_SUFFIXES, fail, load_problems, source
-from distill.config import DEFAULT_CONSTANTS, ConfigError, load_config
+from distill.config import ConfigError, load_config
+from distill.equations import DEFAULT_CONSTANTS
 from distill.data.base import DataError, resolve_data_dir
 from distill.generate.cli import generate_command
 from distill.sandbox.cli import sandbox_app

@@ -30,9 +30,8 @@ from pydantic import (
     model_validator,
 )
 
-from distill.configbase import StrictModel
-from distill.data.synthetic import SyntheticConfig
-from distill.equations import DEFAULT_CONSTANTS
+from distill.configbase import ConfigError, StrictModel  # noqa: F401 - ConfigError re-exported
+from distill.data.config import DataConfig, DataSource  # noqa: F401 - re-exported
 from distill.evaluate.config import EvaluateConfig
 from distill.generate.config import GenerateConfig
 from distill.resources import StageResources  # noqa: F401 - re-exported; defined there
@@ -40,10 +39,6 @@ from distill.sandbox.config import SandboxConfig
 from distill.search.config import SearchConfig
 from distill.sft.config import SFTConfig
 from distill.train.config import TrainConfig
-
-
-class ConfigError(ValueError):
-    """A configuration file or value that cannot be used; the message names file and key."""
 
 
 # ----------------------------------------------------------------------------------- Ray side
@@ -87,60 +82,6 @@ class RayConfig(StrictModel):
         if self.include_dashboard is not None:
             kwargs["include_dashboard"] = self.include_dashboard
         return kwargs
-
-
-# ---------------------------------------------------------------------------------- data stage
-class DataSource(StrictModel):
-    """One dataset split to load: a registered dataset, or a user's file with a column map."""
-
-    name: str = Field(..., description="Registered dataset name (see `mathdistill data list`).")
-    split: str = Field("all", description="Split name: train, valid, test, all, ...")
-    limit: int | None = Field(None, ge=1, description="Keep the first N problems only.")
-    path: str | None = Field(
-        None, description="A jsonl/csv/parquet file to load instead of a registered dataset."
-    )
-    columns: dict[str, str] | None = Field(
-        None, description="For `path`: row field -> file column, e.g. {question: q, answer: a}."
-    )
-    lang: Literal["en", "zh"] | None = Field(None, description="Override language detection.")
-
-    @field_validator("name", "split")
-    @classmethod
-    def _non_empty(cls, v: str, info: Any) -> str:
-        if not v or not v.strip():
-            raise ValueError(f"{info.field_name} must be a non-empty string (got {v!r})")
-        return v
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}:{self.split}"
-
-
-class DataConfig(StrictModel):
-    """The data stage: which problems to train on and to evaluate on."""
-
-    data_dir: str | None = Field(
-        None, description="Folder of dataset files; default $MATHDISTILL_DATA_DIR, then ./data."
-    )
-    train: list[DataSource] = Field(default_factory=list, description="Training problems.")
-    eval: list[DataSource] = Field(default_factory=list, description="Evaluation problems.")
-    synthetic: SyntheticConfig = Field(
-        default_factory=SyntheticConfig, description="Generator settings for dataset 'synthetic'."
-    )
-    decontaminate: bool = Field(
-        True, description="Drop training problems whose normalized text matches an eval problem."
-    )
-    constants: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_CONSTANTS),
-        description="Numbers an equation may use without finding them in the problem text.",
-    )
-
-    @field_validator("constants")
-    @classmethod
-    def _numeric_constants(cls, v: list[str]) -> list[str]:
-        from distill.quantities import numeric_texts
-
-        return numeric_texts(v)
 
 
 # ------------------------------------------------------------------------------- the pipeline

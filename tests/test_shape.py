@@ -39,10 +39,15 @@ def test_stage_package_imports_without_heavy_dependencies(stage: str) -> None:
 
 # ----------------------------------------------------------------------- the import graph
 def _node_of_module(dotted: str) -> str | None:
-    """distill.search.stage -> 'search'; distill.config -> 'config'; outside distill -> None."""
+    """distill.search.stage -> 'search'; distill.config -> 'config'; outside distill -> None.
+    Every command-line module (``distill/cli.py``, ``cli_common.py`` and each stage's
+    ``cli.py``) is the one outer node 'cli': a stage's command lives in its folder but sits
+    above the whole-run config, which it reads."""
     parts = dotted.split(".")
     if parts[0] != "distill":
         return None
+    if parts[-1] in ("cli", "cli_common"):
+        return "cli"
     return parts[1] if len(parts) > 1 else "distill"
 
 

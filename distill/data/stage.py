@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distill.config import DataConfig, DataSource
+from distill.data.config import DataConfig, DataSource
 from distill.data.base import LoadResult, Reject, get_loader, resolve_data_dir, write_rejects
 from distill.data.decontam import DecontaminationReport, decontaminate
 from distill.records import PROBLEM_SCHEMA, to_table

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 from distill.generate.engines import register_engine, sent_prompt, stop_strings, truncate_at_stop
 
 if TYPE_CHECKING:
-    from distill.config import StageResources
+    from distill.resources import StageResources
     from distill.generate.config import GenerateConfig
 
 __all__ = ["RoundsUDF", "VLLMEngine", "absorb_round", "build_processor", "engine_actor_spec",
