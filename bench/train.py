@@ -79,7 +79,7 @@ def main() -> None:
 
     from distill.train.config import TrainConfig
     from distill.train.students import get_student
-    from distill.train.trainer import fit
+    from distill.train.stage import fit
 
     rows = _rows(args.examples)
     work = Path(tempfile.mkdtemp(prefix="mathdistill-bench-train-"))

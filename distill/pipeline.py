@@ -166,7 +166,7 @@ TRAIN_RESULT = "result.json"
 
 
 def _train_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
-    from distill.train.trainer import fit
+    from distill.train.stage import fit
 
     result = fit(config.train, run_dir / "sft" / "examples.parquet", storage_path=out,
                  resources=config.ray.for_stage("train"), log=log)
@@ -235,7 +235,7 @@ def stages_for(config: PipelineConfig) -> list[Stage]:
                                 "target": c.train.target}, _sft_stage,
               code=("distill.pipeline", "distill.sft.stage")),
         Stage("train", lambda c: dump(c.train), _train_stage,
-              code=("distill.pipeline", "distill.train.trainer"), resumable=True),
+              code=("distill.pipeline", "distill.train.stage"), resumable=True),
         Stage("evaluate", lambda c: {"evaluate": dump(c.evaluate), "sandbox": dump(c.sandbox)},
               _evaluate_stage, code=("distill.pipeline", "distill.evaluate.stage")),
     ]

@@ -54,7 +54,7 @@ def _snapshot_has(run: Path, checkpoint: str) -> bool:
 def test_ddp_two_workers_checkpoints_and_killed_driver_resumes(ray_local, tmp_path: Path) -> None:
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from distill.train.trainer import fit
+    from distill.train.stage import fit
 
     gcs = ray_local.get_runtime_context().gcs_address
     run = tmp_path / "ddp"
@@ -94,10 +94,9 @@ def test_ddp_two_workers_checkpoints_and_killed_driver_resumes(ray_local, tmp_pa
 
 
 def test_deepspeed_zero2_two_workers(ray_local, tmp_path: Path) -> None:
-    pytest.importorskip("deepspeed")
     from transformers import AutoModelForSeq2SeqLM
 
-    from distill.train.trainer import fit
+    from distill.train.stage import fit
 
     cfg = _config("zero2", epochs=1, deepspeed={"enabled": True, "zero_stage": 2})
     result = fit(cfg, _rows(96), storage_path=tmp_path)
@@ -129,7 +128,7 @@ def test_device_inputs_in_a_ray_worker_and_on_the_driver(ray_local) -> None:
 if __name__ == "__main__":  # the driver that test_ddp_..._resumes kills
     import ray
 
-    from distill.train.trainer import fit
+    from distill.train.stage import fit
 
     ray.init(address=sys.argv[1], log_to_driver=False)
     fit(_config("ddp"), _rows(KILL_ROWS), storage_path=sys.argv[2])

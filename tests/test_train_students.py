@@ -21,8 +21,8 @@ from distill.train.students import (
     train_tokenizer,
 )
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
 EN = [
     "A waiter had N0 customers . If N1 of them left and the rest had N2 people at each table , how many tables ?",

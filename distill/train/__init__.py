@@ -7,7 +7,7 @@ where they are used (DeepSpeed inside the training workers).
 * :mod:`.students` -- student kinds behind a registry; tokenizer training; :func:`load_student`
 * :mod:`.collate`  -- token layout and batching shared by training and inference
 * :mod:`.loop`     -- the per-worker training loop (runs without Ray too)
-* :mod:`.trainer`  -- :func:`fit`: the loop on a Ray Train TorchTrainer, checkpoints, resume
+* :mod:`.stage`    -- :func:`fit`: the loop on a Ray Train TorchTrainer, checkpoints, resume
 
 The SFT examples come from :mod:`distill.sft`; decoding a trained student is
 :mod:`distill.evaluate.infer`.
@@ -26,7 +26,7 @@ from distill.train.students import (
     student_names,
     train_tokenizer,
 )
-from distill.train.trainer import TrainResult, fit
+from distill.train.stage import TrainResult, fit
 
 __all__ = [
     "CheckpointingConfig",

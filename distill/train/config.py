@@ -6,7 +6,7 @@ every config of the project.
 
 Per-worker resources (CPUs, GPUs) are not repeated here: they come from the Ray side
 (``RayConfig.resources["train"]``, a :class:`distill.config.StageResources`) and are passed to
-:func:`distill.train.trainer.fit` next to this config.
+:func:`distill.train.stage.fit` next to this config.
 """
 
 from __future__ import annotations

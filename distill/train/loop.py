@@ -4,7 +4,7 @@
 is (a folder or a hub name), the SFT examples, and a :class:`LoopContext` -- the worker's rank,
 world size and device, how to report metrics and checkpoints, and where the last checkpoint is.
 It runs without Ray in one process (:class:`LocalContext`: tests, golden numbers, a laptop) and
-inside a Ray Train worker (``RayContext`` in :mod:`distill.train.trainer`).
+inside a Ray Train worker (``RayContext`` in :mod:`distill.train.stage`).
 
 What it does, per epoch: a seeded data order split evenly over the workers
 (:func:`~distill.train.collate.epoch_batches`); AdamW with a warmup + linear / cosine / constant
