@@ -185,7 +185,8 @@ def test_code_version_follows_the_source_a_stage_imports(tmp_path: Path, monkeyp
         sft = ("distill.sft.core",)
         closure = {p.relative_to(copy).as_posix() for p in provenance.module_closure(sft)}
         # its own imports, at any depth (equations is imported by a function body)
-        assert {"sft/core.py", "equations.py", "quantities.py", "__init__.py"} <= closure
+        assert {"sft/core.py", "equations.py", "quantities/__init__.py", "quantities/answers.py",
+                "__init__.py"} <= closure
         assert "sandbox/pool.py" not in closure
         before_sft = provenance.code_version(sft)
         before_sandbox = provenance.code_version(["distill.sandbox"])
