@@ -1,21 +1,26 @@
 """The sandbox worker: lives inside the isolation layers and forks one child per program.
 
 Standard library only. The host never imports this file to run it: it sends the source over the
-worker's stdin to a short bootstrap (``python -I -S -B -c <bootstrap>``), so the worker needs
+worker's stdin to a short bootstrap (``python -I -S -B -c <bootstrap>``), together with the
+source of :mod:`distill.framing` and :mod:`distill.sandbox.protocol`, which the bootstrap turns
+into the module objects ``framing`` and ``protocol`` in this file's globals; so the worker needs
 nothing from the repository once its minimal root is built. Tests import it for the pure parts
-(:func:`check_program`, :func:`describe_value`).
+(:func:`check_program`, :func:`describe_value`); it then imports those two modules as usual.
 
-Protocol on fds 0 (in) and 1 (out): frames of a 4-byte big-endian length + payload.
+Protocol on fds 0 (in) and 1 (out): :mod:`distill.framing` frames (a 4-byte big-endian length +
+payload) carrying the messages of :mod:`distill.sandbox.protocol`:
 
-* host -> worker, first frame (JSON): ``{"source": <this file>, "config": {...}}`` (read by the
-  bootstrap); the worker answers ``{"hello": ...}`` with the layers it set up and verified, or
-  ``{"fatal": reason}`` when a layer it was asked for could not be set up.
+* host -> worker, first frame (JSON): ``{"modules": ..., "source": <this file>, "config":
+  {...}}`` (read by the bootstrap); the worker answers ``{"hello": ...}`` with the layers it set
+  up and verified, or ``{"fatal": reason}`` when a layer it was asked for could not be set up.
 * then, per program, binary frames (the hot path stays out of JSON in the worker):
   host -> worker ``REQ_HEAD`` (id, timeout_s, memory_mb, ast_check) + the code in UTF-8;
   worker -> host ``REPLY_HEAD`` (id, duration_s, status) + body, where status 0 means the body
   is the child's JSON report (``kind``, ``detail``, ``source``, ``vtype``, ``vtext``,
   ``stdout``, ``stdout_over``; parsed by the host, never by the worker) and status k > 0 means
   the worker ended the program itself with error ``WORKER_KINDS[k]`` and the body is the detail.
+  A child reports to the worker in one frame on its fd 3 (that JSON report); it gets its
+  request unframed on fd 4, up to EOF.
 
 Set-up, once: (unshare mode) build the read-only minimal root and pivot into it; import the
 preloaded modules and warm sympy up; set the programs' environment (four neutral variables);
@@ -52,50 +57,15 @@ import select
 import signal
 import socket
 import stat
-import struct
 import sys
 import time
 
-_HDR = struct.Struct("!I")
-MAX_FRAME = 64 << 20
-REQ_HEAD = struct.Struct("!QdIB")  # id, timeout_s, memory_mb, ast_check
-REPLY_HEAD = struct.Struct("!QdB")  # id, duration_s, status
-WORKER_KINDS = (None, "timeout", "memory", "runtime", "output_limit")
-RETIRE = 0x80  # status bit: the worker stops after this reply and must be replaced
-
-# --------------------------------------------------------------------------------------------
-# Framing
-# --------------------------------------------------------------------------------------------
-
-
-def _read_exact(fd: int, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        chunk = os.read(fd, n - got)
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def read_raw_frame(fd: int) -> bytes:
-    (size,) = _HDR.unpack(_read_exact(fd, 4))
-    if size > MAX_FRAME:
-        raise ValueError(f"frame of {size} bytes")
-    return _read_exact(fd, size)
-
-
-def write_raw(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def write_frame(fd: int, obj) -> None:
-    data = json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
-    write_raw(fd, _HDR.pack(len(data)) + data)
-
+if __name__ != "__sandbox_worker__":
+    # imported on the host (tests). Inside the sandbox, where ``distill`` is not importable,
+    # the bootstrap has already put these two in our globals: module objects made from the
+    # same files' source text, sent by the host with ours (see distill/sandbox/pool.py)
+    from distill import framing
+    from distill.sandbox import protocol
 
 # --------------------------------------------------------------------------------------------
 # The AST allow-list (defence in depth: the OS layers are the wall)
@@ -1146,14 +1116,12 @@ class Worker:
             except BaseException as e:  # noqa: BLE001
                 res["probe_error"] = _short(e)
             try:
-                data = json.dumps(res).encode()
-                os.write(3, _HDR.pack(len(data)) + data)
+                framing.write_json(3, res)
             finally:
                 os._exit(0)
         os.close(w)
         try:
-            (n,) = _HDR.unpack(_read_exact(r, 4))
-            res = json.loads(_read_exact(r, n))
+            res = framing.read_json(r)
         except (EOFError, ValueError) as e:
             res = {"probe_error": f"probe child died: {e}"}
         os.close(r)
@@ -1213,13 +1181,13 @@ class Worker:
                     break
                 chunks.append(chunk)
             raw = b"".join(chunks)
-            if len(raw) < REQ_HEAD.size:
+            if len(raw) < protocol.REQ_HEAD.size:
                 os._exit(0)  # the worker closed the pipe without a program: not needed
-            _, timeout_s, memory_mb, ast_check = REQ_HEAD.unpack_from(raw)
+            _, timeout_s, memory_mb, ast_check = protocol.REQ_HEAD.unpack_from(raw)
             if setup_error is None:
                 try:
                     _set_limits(_program_limits(timeout_s, memory_mb, self.base_vsz))
-                    code = raw[REQ_HEAD.size:].decode("utf-8", "surrogatepass")
+                    code = raw[protocol.REQ_HEAD.size:].decode("utf-8", "surrogatepass")
                 except BaseException as e:  # noqa: BLE001
                     setup_error = f"sandbox setup failed: {_short(e)}"
             del raw, chunks
@@ -1228,8 +1196,7 @@ class Worker:
             else:
                 report = run_code(code, bool(ast_check), self.cfg["allowed_imports"],
                                   self.cfg["stdout_limit"], self.cfg["max_answer_chars"])
-            data = encode_report(report)
-            write_raw(3, _HDR.pack(len(data)) + data)
+            framing.write_frame(3, encode_report(report))
         finally:
             os._exit(0)
 
@@ -1250,7 +1217,7 @@ class Worker:
     def run(self, raw_req: bytes) -> tuple[bytes, int, float]:
         """Run one program (a raw request); returns (reply frame payload, child pid, reap
         deadline). The child may still be exiting: :meth:`_finish` must run before the next."""
-        req_id, timeout_s, _, _ = REQ_HEAD.unpack_from(raw_req)
+        req_id, timeout_s, _, _ = protocol.REQ_HEAD.unpack_from(raw_req)
         if self.ready is None:
             self._prefork()
         pid, r, rq_w = self.ready
@@ -1258,35 +1225,24 @@ class Worker:
         cap = 6 * self.cfg["stdout_limit"] + 8 * self.cfg["max_answer_chars"] + 65536
         t0 = time.monotonic()
         try:
-            write_raw(rq_w, raw_req)
+            framing.write_all(rq_w, raw_req)  # not framed: the child reads up to EOF
         except OSError:  # the waiting child is gone; the reply below says so
             pass
         os.close(rq_w)
         deadline = t0 + timeout_s
-        buf = bytearray()
-        need = None
+        report = None
         timed_out = too_big = False
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            if not select.select([r], [], [], left)[0]:
-                continue
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            buf += chunk
-            if need is None and len(buf) >= 4:
-                need = 4 + _HDR.unpack_from(buf)[0]
-            if need is not None and len(buf) >= need:
-                break
-            if len(buf) > cap:
-                too_big = True
-                break
+        try:
+            report = framing.read_frame(r, deadline, cap)
+        except TimeoutError:
+            timed_out = True
+        except ValueError:
+            too_big = True
+        except EOFError:
+            pass  # no result: the child died (see below)
         os.close(r)
         lingered = False
-        if not (timed_out or too_big) and need is not None and len(buf) >= need:
+        if report is not None:
             # a result counts only once the program has exited: one that reports and keeps
             # running is stopped at its deadline, and the next program's clock starts after it
             status = self._exited_by(pid, deadline)
@@ -1307,7 +1263,7 @@ class Worker:
         if too_big:
             return self._reply(req_id, duration, "output_limit",
                                "result larger than the output cap"), pid, 0.0
-        if need is None or len(buf) < need:
+        if report is None:
             # no result: the child died; its status says how
             status = self._finish(pid, deadline)
             sig = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
@@ -1319,7 +1275,7 @@ class Worker:
                 what = f"killed by {signal.Signals(sig).name}" if sig else "exited"
                 reply = self._reply(req_id, duration, "runtime", f"program {what} without a result")
             return reply, 0, 0.0
-        return REPLY_HEAD.pack(req_id, duration, 0) + bytes(buf[4:need]), pid, deadline
+        return protocol.REPLY_HEAD.pack(req_id, duration, 0) + report, pid, deadline
 
     @staticmethod
     def _exited_by(pid: int, deadline: float):
@@ -1352,7 +1308,8 @@ class Worker:
 
     @staticmethod
     def _reply(req_id: int, duration: float, kind: str, detail: str) -> bytes:
-        return REPLY_HEAD.pack(req_id, duration, WORKER_KINDS.index(kind)) + detail.encode()
+        return (protocol.REPLY_HEAD.pack(req_id, duration, protocol.WORKER_KINDS.index(kind))
+                + detail.encode())
 
     @staticmethod
     def _kill(pid: int) -> None:
@@ -1475,14 +1432,15 @@ class Worker:
     def serve(self) -> None:
         while True:
             try:
-                raw = read_raw_frame(self.proto_in)
+                raw = framing.read_frame(self.proto_in)
             except (EOFError, OSError, ValueError):
                 return
             pid, deadline = 0, 0.0
             try:
                 reply, pid, deadline = self.run(raw)
             except Exception as e:  # noqa: BLE001 - the worker lives on; the host sees the error
-                req_id = REQ_HEAD.unpack_from(raw)[0] if len(raw) >= REQ_HEAD.size else 0
+                head = protocol.REQ_HEAD
+                req_id = head.unpack_from(raw)[0] if len(raw) >= head.size else 0
                 reply = self._reply(req_id, 0.0, "runtime", f"worker: {_short(e)}")
             why = None
             try:
@@ -1494,9 +1452,9 @@ class Worker:
                 # this worker's state is no longer the one every program must start from: the
                 # host replaces it (and re-queues what it had sent after this program)
                 reply = bytearray(reply)
-                reply[REPLY_HEAD.size - 1] |= RETIRE
+                reply[protocol.REPLY_HEAD.size - 1] |= protocol.RETIRE
                 sys.stderr.write(f"sandbox worker retiring: {why}\n")
-            write_raw(self.proto_out, _HDR.pack(len(reply)) + reply)
+            framing.write_frame(self.proto_out, reply)
             if why is not None:
                 return
             self._prefork()
@@ -1586,7 +1544,8 @@ def main(cfg: dict) -> None:
         try:
             cfg["launched"] = launch(cfg, [proto_in, proto_out])
         except Exception as e:  # noqa: BLE001 - in C or the worker-to-be: report and leave
-            write_frame(proto_out, {"fatal": f"entering the sandbox's namespaces failed: {_short(e)}"})
+            framing.write_json(proto_out,
+                               {"fatal": f"entering the sandbox's namespaces failed: {_short(e)}"})
             os._exit(1)
     worker = Worker(cfg, proto_in, proto_out, devnull)
     try:
@@ -1594,9 +1553,9 @@ def main(cfg: dict) -> None:
     except Exception as e:  # noqa: BLE001
         fatal = f"worker setup failed: {_short(e)}"
     if fatal:
-        write_frame(proto_out, {"fatal": fatal})
+        framing.write_json(proto_out, {"fatal": fatal})
         return
-    write_frame(proto_out, {"hello": True, "layers": worker.layers})
+    framing.write_json(proto_out, {"hello": True, "layers": worker.layers})
     worker.serve()
     if worker.ready is not None:  # stdin closed: leave nothing behind for init to reap
         pid, _, rq_w = worker.ready

@@ -31,10 +31,8 @@ import logging
 import os
 import queue
 import re
-import select
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -47,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill import framing
+from distill.sandbox import protocol
 from distill.sandbox.config import SandboxConfig
 from distill.sandbox.isolation import (
     auto_order,
@@ -69,14 +69,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_HDR = struct.Struct("!I")
-# the worker's binary frames (see distill/sandbox/_worker.py)
-_REQ_HEAD = struct.Struct("!QdIB")
-_REPLY_HEAD = struct.Struct("!QdB")
-_WORKER_KINDS = (None, "timeout", "memory", "runtime", "output_limit")
-_RETIRE = 0x80  # reply status bit: the worker stopped after this program; replace it
-_MAX_REPLY = 64 << 20
 _WORKER_SOURCE = Path(__file__).with_name("_worker.py")
+# What the worker uses from the package, which does not exist inside the sandbox: sent as source
+# text with the worker's own; name in the worker's globals -> file.
+_WORKER_MODULES = {"framing": Path(framing.__file__), "protocol": Path(protocol.__file__)}
+# Reads the first frame by hand (framing.py arrives inside it), makes a module object of each
+# file in "modules" and runs the worker with them and its config in its globals.
 _BOOTSTRAP = """\
 import json, os, struct
 def _r(n):
@@ -88,8 +86,11 @@ def _r(n):
         b += c
     return b
 _m = json.loads(_r(struct.unpack('!I', _r(4))[0]))
-exec(compile(_m['source'], 'distill/sandbox/_worker.py', 'exec'),
-     {'__name__': '__sandbox_worker__', 'CONFIG': _m['config']})
+_g = {'__name__': '__sandbox_worker__', 'CONFIG': _m['config']}
+for _k, (_f, _s) in _m['modules'].items():
+    _g[_k] = type(os)(_k)
+    exec(compile(_s, _f, 'exec'), vars(_g[_k]))
+exec(compile(_m['source'], 'distill/sandbox/_worker.py', 'exec'), _g)
 """
 # The worker's whole environment: nothing of the host's. (It sets the BLAS thread counts for
 # itself before importing numpy, then leaves programs four neutral variables.)
@@ -132,38 +133,13 @@ class IsolationReport:
 # --------------------------------------------------------------------------------------------
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _write_frame(fd: int, obj: Any) -> None:
-    data = json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
-    _write_all(fd, _HDR.pack(len(data)) + data)
-
-
-def _read_exact(fd: int, n: int, deadline: float) -> bytes:
-    chunks, got = [], 0
-    poller = select.poll()  # not select(): a big host process may hold fds above 1024
-    poller.register(fd, select.POLLIN)
-    while got < n:
-        left = deadline - time.monotonic()
-        if left <= 0 or not poller.poll(left * 1000):
-            raise TimeoutError
-        chunk = os.read(fd, n - got)
-        if not chunk:
-            raise EOFError("the sandbox worker exited")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def _read_frame(fd: int, deadline: float) -> Any:
-    (size,) = _HDR.unpack(_read_exact(fd, 4, deadline))
-    if size > _MAX_REPLY:
-        raise ValueError(f"sandbox worker sent a {size}-byte frame")
-    return json.loads(_read_exact(fd, size, deadline))
+def _worker_first_frame(config: dict[str, Any]) -> dict[str, Any]:
+    """What the bootstrap reads: the modules the worker needs (name -> [file name for
+    tracebacks, source]), the worker's source and its config."""
+    root = Path(framing.__file__).parents[1]
+    return {"modules": {name: [path.relative_to(root).as_posix(), path.read_text(encoding="utf-8")]
+                        for name, path in _WORKER_MODULES.items()},
+            "source": _WORKER_SOURCE.read_text(encoding="utf-8"), "config": config}
 
 
 class _Worker:
@@ -179,9 +155,8 @@ class _Worker:
         self.to_fd = self.proc.stdin.fileno()
         self.from_fd = self.proc.stdout.fileno()
         try:
-            _write_frame(self.to_fd, {"source": _WORKER_SOURCE.read_text(encoding="utf-8"),
-                                      "config": config})
-            hello = _read_frame(self.from_fd, time.monotonic() + startup_timeout_s)
+            framing.write_json(self.to_fd, _worker_first_frame(config))
+            hello = json.loads(self._read_frame(time.monotonic() + startup_timeout_s))
         except TimeoutError:
             self.kill()
             raise SandboxError(f"the sandbox worker did not start within {startup_timeout_s:g} s"
@@ -193,6 +168,15 @@ class _Worker:
             self.kill()
             raise SandboxError(str(hello["fatal"]))
         self.layers: dict[str, Any] = hello.get("layers", {})
+
+    def _read_frame(self, deadline: float) -> bytes:
+        """The worker's next frame (:func:`distill.framing.read_frame`, errors worded for it)."""
+        try:
+            return framing.read_frame(self.from_fd, deadline)
+        except EOFError:
+            raise EOFError("the sandbox worker exited") from None
+        except ValueError as e:
+            raise ValueError(f"sandbox worker sent {e}") from None
 
     def _drain_stderr(self) -> None:
         for raw in iter(self.proc.stderr.readline, b""):
@@ -210,21 +194,19 @@ class _Worker:
 
     def send(self, req_id: int, code: str, timeout_s: float, memory_mb: int,
              ast_check: bool) -> None:
-        body = code.encode("utf-8", "surrogatepass")
-        head = _REQ_HEAD.pack(req_id, timeout_s, memory_mb, ast_check)
-        _write_all(self.to_fd, _HDR.pack(len(head) + len(body)) + head + body)
+        head = protocol.REQ_HEAD.pack(req_id, timeout_s, memory_mb, ast_check)
+        framing.write_frame(self.to_fd, head + code.encode("utf-8", "surrogatepass"))
 
     def receive(self, timeout_s: float) -> dict[str, Any]:
         """The next reply as a dict for :func:`build_result` (plus ``id``); the body comes from
         the sandboxed child and is validated like any untrusted input."""
-        deadline = time.monotonic() + timeout_s
-        (size,) = _HDR.unpack(_read_exact(self.from_fd, 4, deadline))
-        if size > _MAX_REPLY or size < _REPLY_HEAD.size:
-            raise ValueError(f"sandbox worker sent a {size}-byte frame")
-        raw = _read_exact(self.from_fd, size, deadline)
-        req_id, duration, status = _REPLY_HEAD.unpack_from(raw)
-        retire, status = bool(status & _RETIRE), status & ~_RETIRE
-        body = raw[_REPLY_HEAD.size:]
+        raw = self._read_frame(time.monotonic() + timeout_s)
+        head = protocol.REPLY_HEAD
+        if len(raw) < head.size:
+            raise ValueError(f"sandbox worker sent a {len(raw)}-byte frame")
+        req_id, duration, status = head.unpack_from(raw)
+        retire, status = bool(status & protocol.RETIRE), status & ~protocol.RETIRE
+        body = raw[head.size:]
         if status == 0:
             try:
                 reply = json.loads(body)
@@ -232,8 +214,9 @@ class _Worker:
                 reply = None
             if not isinstance(reply, dict):
                 reply = {"kind": "runtime", "detail": "the program's report was malformed"}
-        elif status < len(_WORKER_KINDS):
-            reply = {"kind": _WORKER_KINDS[status], "detail": body.decode("utf-8", "replace")}
+        elif status < len(protocol.WORKER_KINDS):
+            reply = {"kind": protocol.WORKER_KINDS[status],
+                     "detail": body.decode("utf-8", "replace")}
         else:
             raise ValueError(f"unknown reply status {status}")
         reply["id"], reply["duration_s"] = req_id, duration
