@@ -476,7 +476,7 @@ def test_vllm_processor_stages_on_cpu(ray_local, tiny_lm):
         "TokenizeStage", "vLLMEngineStage", "DetokenizeStage"]
 
     rows = generate(SyntheticConfig(), "train")[:2]
-    prepared = [v.prepare_round(it, cfg.model_dump_json(), True) for it in work_items(rows, 2, "pot")]
+    prepared = [v.prepare_round(it, cfg, True) for it in work_items(rows, 2, "pot")]
     req = json.loads(prepared[1]["_request"])
     assert req["sampling_params"]["seed"] != json.loads(prepared[0]["_request"])["sampling_params"]["seed"]
     assert set(engine.get_required_input_keys()) <= set(v.preprocess(prepared[0]))
@@ -506,7 +506,7 @@ def test_vllm_rounds_by_hand():
                "information": "1. 3 boxes.\n2. 4 pens in each box.",
                "solve": "3 * 4 = 12.\nThe answer is: 12"}
     for round_ in range(3):
-        rows = [prepare_round(r, cfg.model_dump_json(), False) for r in rows]
+        rows = [prepare_round(r, cfg, False) for r in rows]
         assert all(r["_active"] for r in rows[:1])
         out = []
         for r in rows:
@@ -543,7 +543,7 @@ def test_vllm_absorb_cuts_stop_strings():
     item = work_items([{"id": "t/1", "question": QUESTION, "answer": "12", "answer_raw": "12",
                         "quantities": ["3", "4"], "masked_question": QUESTION, "lang": "en"}],
                       1, "pot")[0]
-    row = prepare_round(item, cfg.model_dump_json(), False)
+    row = prepare_round(item, cfg, False)
     assert json.loads(row["_request"])["sampling_params"]["stop"] == ["\nProblem:", "\n\n\n"]
     out = absorb_round({**row, "generated_text": "```python\nans = 3 * 4\n```\nProblem:",
                         "generated_tokens": [5, 6, 7], "num_generated_tokens": 3,

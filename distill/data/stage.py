@@ -11,6 +11,9 @@ Output layout under ``out_dir``::
     rejects.jsonl     records set aside while loading, with their reasons
     decontaminated.jsonl   training rows removed because an eval problem has the same text
     summary.json      counts (per source, rejects, removed per dataset pair)
+
+Contract: :data:`NEEDS` (none: the stage reads source files, not another stage's rows) and
+:data:`WRITES` (:data:`distill.records.PROBLEM_SCHEMA`, the rows every later stage reads).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from distill.data.config import DataConfig, DataSource
 from distill.data.base import LoadResult, Reject, get_loader, resolve_data_dir, write_rejects
 from distill.data.decontam import DecontaminationReport, decontaminate
 from distill.records import PROBLEM_SCHEMA, to_table
+
+NEEDS: tuple[str, ...] = ()  # the first stage: no input rows
+WRITES = PROBLEM_SCHEMA  # train/ and eval/<set>/
 
 
 @dataclass
@@ -111,7 +117,7 @@ def write_problems(rows: list[dict[str, Any]], path: str | Path) -> None:
     """Write Problem rows as Parquet under ``path`` (a folder, replaced), via Ray Data when Ray is up."""
     if "://" not in str(path) and Path(path).exists():
         shutil.rmtree(path)
-    table = to_table(rows, PROBLEM_SCHEMA)
+    table = to_table(rows, WRITES)
     try:
         import ray
 
@@ -129,7 +135,7 @@ def write_problems(rows: list[dict[str, Any]], path: str | Path) -> None:
 
 def read_problems(path: str | Path) -> pa.Table:
     """Read back what :func:`write_problems` wrote (a Parquet folder)."""
-    return pq.read_table(str(path), schema=PROBLEM_SCHEMA)
+    return pq.read_table(str(path), schema=WRITES)
 
 
 def write_data_stage(result: DataStageResult, out_dir: str | Path) -> dict[str, Any]:

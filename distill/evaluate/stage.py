@@ -15,6 +15,9 @@ Output layout under ``out_dir``::
     predictions.jsonl   one row per (problem, sample): set, id, gold, output, predicted, error
     report.json         distill.evaluate.summarize + {"student", "target", "sets"}
     report.md, plots/   the same for people
+
+Contract: :data:`NEEDS` (the Problem columns of every evaluation set; checked on entry, before
+any Ray work) and :data:`WRITES` (None: predictions and a report, no rows for another stage).
 """
 
 from __future__ import annotations
@@ -34,9 +37,12 @@ from distill.resources import StageResources, resources_or_default
 if TYPE_CHECKING:
     from distill.sandbox import SandboxConfig
 
-__all__ = ["evaluate_student"]
+__all__ = ["NEEDS", "WRITES", "evaluate_student"]
 
-_NEEDED = ("id", "dataset", "question", "masked_question", "quantities")
+# the Problem columns evaluate_student reads (``dataset`` it sets itself: the set's label;
+# ``answer_raw`` is preferred as the gold when present)
+NEEDS: tuple[str, ...] = ("id", "question", "masked_question", "quantities", "answer")
+WRITES = None  # predictions.jsonl and the report; no rows another stage reads
 
 
 def _generate_on_ray(student_dir: str, rows: list[dict[str, Any]], target: str,
@@ -76,7 +82,8 @@ def evaluate_student(
 ) -> dict[str, Any]:
     """Evaluate the student in ``student_dir`` on ``sets`` (label -> Problem rows); write the
     layout of the module docstring under ``out_dir`` and return the report. Ray must be
-    initialised by the caller. The report's ``per_dataset`` is keyed by set label."""
+    initialised by the caller. The report's ``per_dataset`` is keyed by set label. Raises
+    ValueError naming the :data:`NEEDS` columns a set lacks, before any Ray work."""
     if target not in TARGETS_EVALUATED:
         raise ValueError(f"evaluation of target {target!r} is not supported; supported: "
                          f"{', '.join(TARGETS_EVALUATED)}")
@@ -86,9 +93,10 @@ def evaluate_student(
         raise ValueError(f"evaluate.sets: unknown set(s) {unknown}; the run has {sorted(sets)}")
     rows: list[dict[str, Any]] = []
     for label in chosen:
-        part = [dict(r, dataset=label) for r in sets[label]]
-        if part:
-            require_columns(part[0].keys(), _NEEDED, f"evaluate set {label}")
+        given = list(sets[label])
+        if given:
+            require_columns(given[0].keys(), NEEDS, f"evaluate set {label}")
+        part = [dict(r, dataset=label) for r in given]
         rows.extend(part[: config.limit] if config.limit else part)
     if not rows:
         raise ValueError("evaluate: no problems in the chosen sets")

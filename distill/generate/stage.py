@@ -1,15 +1,20 @@
 """The teacher-generation stage on Ray Data: Problem rows in, Rationale rows (Parquet) out.
 
-Takes Problem rows (columns :data:`~distill.generate.core.REQUIRED_COLUMNS`, checked at
-the door) and a :class:`~distill.generate.config.GenerateConfig`; writes
-:data:`distill.records.RATIONALE_SCHEMA` rows keyed by (problem id, strategy, sample index)
-and returns a summary.
+Takes Problem rows (columns :data:`NEEDS`, checked on entry before anything is written or
+sent to Ray) and a :class:`~distill.generate.config.GenerateConfig`; writes :data:`WRITES`
+(:data:`distill.records.RATIONALE_SCHEMA`) rows keyed by (problem id, strategy, sample
+index) and returns a summary.
 
 Output layout under ``out_dir`` (a local folder or a pyarrow filesystem URI)::
 
     stage.json                      the run's fingerprint (what decides which rows and their content)
     rationales/part-RRRRR-SSSSSS.parquet   one shard per verified batch: run R, batch S
     summary.json                    the summary of the last run
+
+Reading shards back (:meth:`OutputStore.read`): a shard written before a nullable column
+of the schema existed (``masked_equation``) reads with that column null; a shard that lacks a
+non-nullable column, or holds a column of another type, raises :class:`ShardSchemaError`
+naming the file and the column.
 
 How it resumes. Each verified batch is committed as its own shard, atomically (written under a
 temporary name and renamed; an object store's single PUT is atomic by itself). A re-run reads
@@ -55,9 +60,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distill.records import RATIONALE_SCHEMA, VERDICTS, to_table
+from distill.records import RATIONALE_SCHEMA, VERDICTS, require_columns, to_table
 from distill.generate.config import GenerateConfig
-from distill.generate.core import ITEM_COLUMNS, rationale_rows, run_calls, work_items
+from distill.generate.core import (
+    ITEM_COLUMNS,
+    REQUIRED_COLUMNS,
+    rationale_rows,
+    run_calls,
+    work_items,
+)
 from distill.resources import StageResources, resources_or_default
 
 if TYPE_CHECKING:
@@ -66,12 +77,18 @@ if TYPE_CHECKING:
 __all__ = [
     "GenerateUDF",
     "GenerationFailedError",
+    "NEEDS",
     "OutputStore",
+    "ShardSchemaError",
     "StageMismatchError",
     "VerifyUDF",
     "generate_dataset",
     "read_rationales",
+    "WRITES",
 ]
+
+NEEDS: tuple[str, ...] = REQUIRED_COLUMNS  # the Problem columns generate_dataset reads
+WRITES = RATIONALE_SCHEMA  # the rows it commits under rationales/
 
 RATIONALES = "rationales"
 STAGE_FILE = "stage.json"
@@ -92,6 +109,53 @@ _KEY_COLUMNS = ["id", "strategy", "sample_idx", "completion"]
 
 class StageMismatchError(ValueError):
     """The output folder holds rows made with another configuration."""
+
+
+class ShardSchemaError(ValueError):
+    """A committed shard cannot be read as :data:`WRITES`: it lacks a non-nullable column, or a
+    column has another type (or nulls where the schema allows none)."""
+
+
+def _castable(have: pa.DataType, want: pa.DataType) -> bool:
+    """Whether a column of type ``have`` may stand for ``want``: the same type, or another
+    width of the same kind (int64 for int32, large_string for string), cast losslessly."""
+    if have == want:
+        return True
+    strings = (pa.types.is_string, pa.types.is_large_string)
+    return any((pa.types.is_integer(have) and pa.types.is_integer(want),
+                pa.types.is_floating(have) and pa.types.is_floating(want),
+                any(k(have) for k in strings) and any(k(want) for k in strings)))
+
+
+def conform_shard(table: pa.Table, where: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """``table`` (a shard as read) as :data:`WRITES` (only ``columns`` of it when given): a missing
+    nullable column is all null; a missing non-nullable column, a column of another type, or
+    nulls in a non-nullable column raise :class:`ShardSchemaError` naming ``where`` and the
+    column. Columns the schema does not have are dropped."""
+    fields = [WRITES.field(c) for c in (columns if columns is not None else WRITES.names)]
+    arrays = []
+    for f in fields:
+        if f.name not in table.column_names:
+            if not f.nullable:
+                raise ShardSchemaError(f"{where}: no column {f.name!r} ({f.type}, not nullable) "
+                                       "of the Rationale schema")
+            arrays.append(pa.nulls(table.num_rows, f.type))
+            continue
+        col = table.column(f.name)
+        if col.type != f.type:
+            if not (_castable(col.type, f.type) or (pa.types.is_null(col.type) and f.nullable)):
+                raise ShardSchemaError(f"{where}: column {f.name!r} is {col.type}, the Rationale "
+                                       f"schema has {f.type}")
+            try:
+                col = col.cast(f.type)  # safe: a value that does not fit raises
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise ShardSchemaError(f"{where}: column {f.name!r} ({col.type}) does not fit "
+                                       f"{f.type}: {e}") from e
+        if not f.nullable and col.null_count:
+            raise ShardSchemaError(f"{where}: column {f.name!r} has {col.null_count} null(s); "
+                                   "the Rationale schema allows none")
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 class GenerationFailedError(RuntimeError):
@@ -247,7 +311,14 @@ class OutputStore:
                       and i.base_name.endswith(".parquet"))
 
     def _read(self, name: str, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(f"{self.shards_dir}/{name}", columns=columns, filesystem=self.fs)
+        """One shard as :data:`WRITES` (``columns`` of it when given), through
+        :func:`conform_shard`: a shard of an older schema reads with the columns it lacks
+        null, when they are nullable."""
+        path = f"{self.shards_dir}/{name}"
+        wanted = columns if columns is not None else WRITES.names
+        present = set(pq.read_schema(path, filesystem=self.fs).names)
+        table = pq.read_table(path, columns=[c for c in wanted if c in present], filesystem=self.fs)
+        return conform_shard(table, path, wanted)
 
     def existing(self) -> _Existing:
         rows: dict[tuple[str, str, int], tuple[str, bool]] = {}
@@ -321,8 +392,8 @@ class OutputStore:
                     keep.append(i)
             tables.append(t.take(keep))
         if not tables:
-            return RATIONALE_SCHEMA.empty_table()
-        table = pa.concat_tables([t.cast(RATIONALE_SCHEMA) for t in tables])
+            return WRITES.empty_table()
+        table = pa.concat_tables(tables)  # each shard already read as WRITES
         return table.sort_by([("id", "ascending"), ("strategy", "ascending"), ("sample_idx", "ascending")])
 
 
@@ -385,7 +456,7 @@ class VerifyUDF:
              chat: bool | None) -> pa.Table:
         out = rationale_rows(items, calls, self.config, chat=chat,
                              run_programs=self.pool.run_many if self.pool is not None else None)
-        return to_table(out, RATIONALE_SCHEMA)
+        return to_table(out, WRITES)
 
     def __del__(self) -> None:
         pool = getattr(self, "pool", None)
@@ -532,7 +603,8 @@ def generate_dataset(
     in ``stage.json`` for people reading it. Ray must be initialised by the caller unless
     ``local`` (one process, no Ray; in-process engines only).
 
-    Raises :class:`StageMismatchError` (the folder holds another fingerprint),
+    Raises ValueError naming the :data:`NEEDS` columns the problems lack (before anything is
+    written), :class:`StageMismatchError` (the folder holds another fingerprint),
     :class:`~distill.generate.engines.TeacherUnavailableError` (the engine's check before the
     run failed) and :class:`GenerationFailedError` (stopped early, or no completion made).
 
@@ -544,10 +616,12 @@ def generate_dataset(
     ``stopped`` (why the run stopped early, or None), ``rows_per_s`` (rows made by this run
     per second of this run), ``elapsed_s``.
     """
+    problems = list(problems)
+    if problems:
+        require_columns(problems[0].keys(), NEEDS, "generate")
     from distill.sandbox import SandboxConfig as _SandboxConfig
     from distill.generate.engines import get_engine_class
 
-    problems = list(problems)
     if config.prompts_dir and "://" not in config.prompts_dir and os.path.isdir(config.prompts_dir):
         # actors may run in another working directory
         config = config.model_copy(update={"prompts_dir": os.path.abspath(config.prompts_dir)})
@@ -579,7 +653,7 @@ def generate_dataset(
             for seq, table in enumerate(source):
                 if table.num_rows == 0:
                     continue
-                store.commit(table.cast(RATIONALE_SCHEMA), run, seq)
+                store.commit(table.cast(WRITES), run, seq)
                 kinds = failure_kinds(table)
                 generated += table.num_rows
                 completed += sum(1 for k in kinds if k is None)

@@ -15,6 +15,9 @@ search, so Ray's per-batch cost stays small) and at least four per worker, one b
 worker starts at once); Ray Data shows its own progress bar. Output layout under
 ``out_dir``: ``rationales/`` (Parquet, :data:`distill.records.RATIONALE_SCHEMA`) and
 ``summary.json``.
+
+Contract: :data:`NEEDS` (the Problem columns the search reads; checked on entry, before any
+Ray work) and :data:`WRITES` (the schema of the rows it writes).
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ from distill.search.problems import (
 )
 from distill.search.rank import TemplatePrior
 
-__all__ = ["SearchUDF", "RankUDF", "plan_batches", "search_dataset"]
+__all__ = ["NEEDS", "WRITES", "SearchUDF", "RankUDF", "plan_batches", "search_dataset"]
+
+NEEDS: tuple[str, ...] = REQUIRED_COLUMNS  # Problem columns search_dataset needs
+WRITES = RATIONALE_SCHEMA  # the rows it writes under rationales/
 
 
 class SearchUDF:
@@ -54,8 +60,8 @@ class SearchUDF:
     def __call__(self, batch):
         import pyarrow as pa
 
-        require_columns(batch.column_names, REQUIRED_COLUMNS, "search")
-        keep = [c for c in (*REQUIRED_COLUMNS, "question", "equation") if c in batch.column_names]
+        # search_dataset checked NEEDS on entry
+        keep = [c for c in (*NEEDS, "question", "equation") if c in batch.column_names]
         rows = batch.select(keep).to_pylist()  # not the columns the search never reads
         out: dict[str, list] = {k: [] for k in (
             "id", "result", "solved", "n_matches", "budget_hit", "error", "time_ms",
@@ -108,7 +114,7 @@ class RankUDF:
             if self.against_gold:
                 extra = gold_check(res, ranked[0] if ranked else None)
             rows.extend(rationale_rows(res, ranked, self.config, extra))
-        return to_table(rows, RATIONALE_SCHEMA)
+        return to_table(rows, WRITES)
 
 
 def _blocks(ds, columns: Sequence[str]):
@@ -158,13 +164,14 @@ def search_dataset(
 
     ``resources`` (:class:`distill.resources.StageResources`, the pipeline's
     ``ray.resources.search``): what each worker reserves (CPUs, GPUs, memory) and the number
-    of workers (``concurrency``; default: as many as the cluster's CPUs allow)."""
+    of workers (``concurrency``; default: as many as the cluster's CPUs allow).
+    Raises ValueError naming the :data:`NEEDS` columns the rows lack, before any Ray work."""
+    rows = list(rows)
+    if rows:
+        require_columns(rows[0].keys(), NEEDS, "search")
     import ray
     import ray.data
 
-    rows = list(rows)
-    if rows:
-        require_columns(rows[0].keys(), REQUIRED_COLUMNS, "search")
     res = resources_or_default(resources)
     workers = res.pool_size()
     batch_size, blocks = plan_batches(len(rows), config.batch_size, workers)

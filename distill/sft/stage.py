@@ -17,6 +17,13 @@ does the ``fltt_masked_equation`` teacher. A problem whose correct rows all have
 skipped and counted as ``<teacher>_no_masked_equation`` (then also ``no_equation``); the gold
 teacher's reasons are counted as ``gold_<reason>`` the same way.
 
+Contract (checked on entry, before anything is read or written): :data:`NEEDS`, the Problem
+columns it reads (the gold teacher also :data:`GOLD_NEEDS`); :data:`TEACHER_NEEDS`, the
+Rationale columns every file of a teacher's folder must have (the target's own text column --
+``masked_equation``, ``program``, ``completion``, ``key_points`` -- is nullable: a file
+without it reads as nulls and its problems are counted as skipped); :data:`WRITES`, the schema
+of ``examples.parquet``.
+
 No Ray: the stage is a few thousand rows.
 """
 
@@ -27,15 +34,41 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from distill.records import RATIONALE_SCHEMA, SFT_EXAMPLE_SCHEMA, require_columns
 from distill.sft.config import SFTConfig
-from distill.sft.core import build_sft_examples, masked_gold_equations
+from distill.sft.core import _PROBLEM_COLUMNS, build_sft_examples, masked_gold_equations
+
+# the Problem columns every teacher's examples are built from (build_sft_examples' own)
+NEEDS: tuple[str, ...] = _PROBLEM_COLUMNS
+# what the gold teacher reads besides: the gold (masked) equation, checked against the answer
+GOLD_NEEDS: tuple[str, ...] = ("equation", "masked_equation", "answer")
+# the Rationale columns of a search or generate teacher's rows the stage needs
+TEACHER_NEEDS: tuple[str, ...] = ("id", "sample_idx", "verdict")
+WRITES = SFT_EXAMPLE_SCHEMA  # examples.parquet
+
+
+def _parquet_files(folder: Path) -> list[str]:
+    """The Parquet files of a folder as pyarrow reads it (hidden and ``_`` files left out)."""
+    import pyarrow.dataset as pads
+
+    return sorted(pads.dataset(str(folder), format="parquet").files)
+
+
+def check_rationales(folder: Path) -> None:
+    """Raise ValueError naming a file of ``folder`` (a teacher's Rationale rows) that lacks a
+    :data:`TEACHER_NEEDS` column, or FileNotFoundError when there is no folder."""
+    import pyarrow.parquet as pq
+
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"sft: no teacher output at {folder}")
+    for name in _parquet_files(folder):
+        require_columns(pq.read_schema(name).names, TEACHER_NEEDS, f"sft (teacher rows {name})")
 
 
 def read_rationales(folder: Path) -> list[dict[str, Any]]:
-    """The Rationale rows of a teacher stage's folder, sorted by (id, sample_idx)."""
+    """The Rationale rows of a teacher stage's folder, sorted by (id, sample_idx); a column of
+    the schema a file lacks reads as nulls (see :func:`check_rationales`)."""
     import pyarrow.parquet as pq
-
-    from distill.records import RATIONALE_SCHEMA
 
     rows = pq.read_table(str(folder), schema=RATIONALE_SCHEMA).to_pylist()
     return sorted(rows, key=lambda r: (r["id"], r["sample_idx"]))
@@ -65,12 +98,19 @@ def write_sft_stage(problems: Sequence[Mapping[str, Any]], teacher: str, target:
                     out: Path) -> dict[str, Any]:
     """Build and write the SFT examples; returns the summary (also written to
     ``out/summary.json``). Raises ValueError when ``teacher`` cannot give ``target`` or when
-    no problem yields an example."""
+    no problem yields an example, or names the columns the problems (:data:`NEEDS`, and
+    :data:`GOLD_NEEDS` for the gold teacher) or a file of the teacher's rows
+    (:data:`TEACHER_NEEDS`) lack, before anything is written."""
     import pyarrow.parquet as pq
 
-    from distill.records import SFT_EXAMPLE_SCHEMA, to_table
+    from distill.records import to_table
 
     problems = list(problems)
+    if problems:
+        needed = NEEDS + GOLD_NEEDS if teacher == "gold" else NEEDS
+        require_columns(problems[0].keys(), needed, f"sft (problems, teacher {teacher})")
+    if teacher != "gold":
+        check_rationales(rationales_dir)
     skipped_teacher: dict[str, int] = {}  # why the teacher gave a problem no equation
     if teacher == "gold":
         if not target.startswith("equation_"):
@@ -92,7 +132,7 @@ def write_sft_stage(problems: Sequence[Mapping[str, Any]], teacher: str, target:
         raise ValueError(f"sft: no training examples from {len(problems)} problems "
                          f"(skipped: {dict(build.skipped)})")
     out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(to_table(build.rows, SFT_EXAMPLE_SCHEMA), out / "examples.parquet")
+    pq.write_table(to_table(build.rows, WRITES), out / "examples.parquet")
     summary = {"problems": len(problems), "examples": len(build.rows),
                "problems_with_examples": len({r["problem_id"] for r in build.rows}),
                "skipped": {**dict(build.skipped),

@@ -17,6 +17,9 @@ lost worker restarts the worker group from that checkpoint, ``max_failures`` tim
 DeepSpeed the optimizer state is sharded per worker, so a resume needs the same
 ``num_workers``. Workers use gloo on CPU and nccl on GPU. The driver must have called
 ``ray.init`` (or Ray starts a local cluster itself).
+
+Contract: :data:`NEEDS` (the SFTExample columns of the examples; checked on entry, before any
+Ray work) and :data:`WRITES` (None: a checkpoint, no rows).
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ from distill.train.loop import TRAINER_STATE, train_loop
 from distill.sft.core import STAGE_KEYPOINTS, STAGE_SOLVE
 from distill.train.students import get_student
 
-__all__ = ["RayContext", "TrainResult", "fit", "scaling_config", "stage_initial_student"]
+__all__ = ["NEEDS", "WRITES", "RayContext", "TrainResult", "fit", "scaling_config",
+           "stage_initial_student"]
+
+NEEDS: tuple[str, ...] = tuple(SFT_EXAMPLE_SCHEMA.names)  # what fit reads of each example
+WRITES = None  # checkpoints (save_pretrained folders), no rows another stage reads
 
 
 @dataclass
@@ -108,14 +115,17 @@ def _is_uri(path: str) -> bool:
 
 
 def _read_rows(examples: str | os.PathLike | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The examples as rows; ValueError naming the :data:`NEEDS` columns they lack (a file's
+    own columns are checked, even when it has no rows)."""
     if isinstance(examples, (str, os.PathLike)):
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(str(examples)).to_pylist()
-    else:
-        rows = [dict(r) for r in examples]
+        table = pq.read_table(str(examples))
+        require_columns(table.column_names, NEEDS, f"train ({examples})")
+        return table.to_pylist()
+    rows = [dict(r) for r in examples]
     if rows:
-        require_columns(rows[0].keys(), SFT_EXAMPLE_SCHEMA.names, "train")
+        require_columns(rows[0].keys(), NEEDS, "train")
     return rows
 
 
@@ -151,20 +161,21 @@ def fit(
     ``storage_path`` is the default for ``cfg.checkpointing.storage_path`` (the pipeline passes
     ``<run_dir>/train``). ``resources`` is a :class:`distill.resources.StageResources`
     (per-worker ``num_cpus``, ``num_gpus``, ``memory_gb``; see :func:`scaling_config`); default
-    1 CPU per worker.
+    1 CPU per worker. Raises ValueError naming the :data:`NEEDS` columns the examples lack,
+    before any Ray work.
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
+    rows = _read_rows(examples)
+    if not rows:
+        raise ValueError("no training examples")
     storage = cfg.checkpointing.storage_path or (str(storage_path) if storage_path else None)
     if storage is None:
         raise ValueError("no storage path: set train.checkpointing.storage_path or pass storage_path")
     if not _is_uri(storage):
         storage = str(Path(storage).absolute())
     local = not _is_uri(storage)
-    rows = _read_rows(examples)
-    if not rows:
-        raise ValueError("no training examples")
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
     scaling = scaling_config(cfg, resources)
 
     phases = _phases(cfg, rows)

@@ -34,7 +34,12 @@ workers of one GPU each; below 1 shares a GPU when that product is 1; 0, the def
 GPU per worker), ``num_cpus`` its CPUs (both through Ray's ``placement_group_config``
 ``bundle_per_worker``), ``memory_gb`` its memory (one-worker replicas) and ``concurrency``
 the number of replicas, fixed: ray 2.60 reads an int ``concurrency`` as an autoscaling range
-1..n, so ``(n, n)`` is passed. ``vllm.accelerator_type`` pins a GPU type.
+1..n, so ``(n, n)`` is passed. ``vllm.accelerator_type`` pins a GPU type. What the project's
+one translator (:mod:`distill.resources`) covers comes from it -- the replica count
+(:meth:`~distill.resources.StageResources.pool_size`, default ``vllm.concurrency``), the
+memory (:meth:`~distill.resources.StageResources.ray_args`); the per-worker bundles of a
+tensor / pipeline parallel replica are vLLM's own and stay here. The config crosses into the
+engine actors as ``model_dump(mode="json")``, as every stage's does.
 
 On a machine without a GPU the processor can be built and its stages inspected, and
 :func:`run_dataset` runs with the engine stage replaced by a CPU stage behind the same
@@ -45,10 +50,10 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
 
 from distill.generate.engines import register_engine, sent_prompt, stop_strings, truncate_at_stop
+from distill.resources import resources_or_default
 
 if TYPE_CHECKING:
     from distill.resources import StageResources
@@ -94,16 +99,17 @@ def resolve_chat(config: GenerateConfig) -> bool:
 
 # ------------------------------------------------------------------------------ resources
 def replicas(config: GenerateConfig, resources: StageResources | None) -> int:
-    """Engine replicas: ``resources.concurrency`` when set, else ``vllm.concurrency``; both
-    given and different is an error."""
+    """Engine replicas: the stage's pool size (:meth:`StageResources.pool_size`:
+    ``resources.concurrency`` when set, else ``vllm.concurrency``); both given and different
+    is an error."""
     v = config.vllm
-    if resources is None or resources.concurrency is None:
-        return v.concurrency
-    if "concurrency" in v.model_fields_set and v.concurrency != resources.concurrency:
+    res = resources_or_default(resources)
+    if (res.concurrency is not None and "concurrency" in v.model_fields_set
+            and v.concurrency != res.concurrency):
         raise ValueError(
             f"generate.vllm.concurrency is {v.concurrency} but ray.resources.generate.concurrency "
-            f"is {resources.concurrency}: both set the number of vLLM engine replicas; give one")
-    return resources.concurrency
+            f"is {res.concurrency}: both set the number of vLLM engine replicas; give one")
+    return res.pool_size(default=v.concurrency)
 
 
 def _workers_per_replica(config: GenerateConfig) -> int:
@@ -140,12 +146,13 @@ def engine_memory(config: GenerateConfig, resources: StageResources | None) -> i
     2.60's vLLM processor has no memory field for the engine, and a placement-group bundle
     cannot carry memory on one-GPU replicas, so it is asked on the actor, which only a
     one-worker replica is (TP/PP replicas are placement groups: refused)."""
-    if resources is None or not resources.memory_gb:
+    memory = resources.ray_args().get("memory") if resources is not None else None
+    if memory is None:
         return None
     if _workers_per_replica(config) > 1:
         raise ValueError("ray.resources.generate.memory_gb cannot be reserved for a vLLM replica "
                          "of several workers (tensor/pipeline parallel > 1); leave it unset")
-    return int(resources.memory_gb * 1024**3)
+    return memory
 
 
 def processor_config(config: GenerateConfig, chat: bool, resources: StageResources | None = None):
@@ -198,19 +205,11 @@ def build_processor(config: GenerateConfig, chat: bool, resources: StageResource
 
 
 # ------------------------------------------------------------------------------- rounds
-@lru_cache(maxsize=8)
-def _config(config_json: str) -> GenerateConfig:
-    from distill.generate.config import GenerateConfig
-
-    return GenerateConfig.model_validate_json(config_json)
-
-
-def prepare_round(row: dict[str, Any], config_json: str, chat: bool) -> dict[str, Any]:
+def prepare_round(row: dict[str, Any], config: GenerateConfig, chat: bool) -> dict[str, Any]:
     """Render the row's next call into ``_request`` / ``_call``; ``_active`` False when done."""
     from distill.generate.core import ITEM_COLUMNS, next_request
     from distill.generate.strategies import get_strategy
 
-    config = _config(config_json)
     calls = json.loads(row.get("calls") or "[]")
     out = {c: row[c] for c in ITEM_COLUMNS}
     out["quantities"] = list(out["quantities"] or [])
@@ -313,13 +312,14 @@ class RoundsUDF:
     work items run through them (see the module docstring). An async ``map_batches`` UDF, so
     batches overlap in the actor as they do in Ray's own engine stage."""
 
-    def __init__(self, config: str, chat: bool, stages: list[StageSpec], data_column: str,
-                 preprocess: Callable, postprocess: Callable):
+    def __init__(self, config: Mapping[str, Any], chat: bool, stages: list[StageSpec],
+                 data_column: str, preprocess: Callable, postprocess: Callable):
+        from distill.generate.config import GenerateConfig
         from distill.generate.strategies import get_strategy
 
-        self.config_json = config
+        self.config = GenerateConfig.model_validate(dict(config))  # model_dump(mode="json")
         self.chat = chat
-        self.max_calls = get_strategy(_config(config).strategy).max_calls
+        self.max_calls = get_strategy(self.config.strategy).max_calls
         self.data_column = data_column
         self.preprocess, self.postprocess = preprocess, postprocess
         self.stages = [fn(**kwargs) for fn, kwargs in stages]
@@ -347,7 +347,7 @@ class RoundsUDF:
         for r in rows:
             r["calls"] = "[]"
         for _ in range(self.max_calls):
-            prepared = [prepare_round(r, self.config_json, self.chat) for r in rows]
+            prepared = [prepare_round(r, self.config, self.chat) for r in rows]
             active = [i for i, p in enumerate(prepared) if p["_active"]]
             if not active:
                 break
@@ -373,7 +373,8 @@ def run_dataset(ds, config: GenerateConfig, chat: bool, *, resources: StageResou
         kwargs["memory"] = memory
     return ds.map_batches(
         RoundsUDF,
-        fn_constructor_kwargs={"config": config.model_dump_json(), "chat": chat, "stages": stages,
+        fn_constructor_kwargs={"config": config.model_dump(mode="json"), "chat": chat,
+                               "stages": stages,
                                "data_column": processor.DATA_COLUMN,
                                "preprocess": processor.preprocess,
                                "postprocess": processor.postprocess},
