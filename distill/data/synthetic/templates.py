@@ -1,162 +1,70 @@
-"""Seeded synthetic math word problems (English and Chinese) with exact gold equations.
+"""The synthetic generator's templates, each defined once (``TEMPLATES``), and what they write with.
 
-Takes a :class:`SyntheticConfig` and a split name; gives Problem rows (built by
-:func:`distill.records.make_problem`, dataset ``synthetic``) that need no files and no downloads:
-the offline quickstart and the tests train, search and evaluate on them.
+The reader is whoever adds or changes a kind of problem. A template is a function of a
+:class:`_Ctx` (the random stream, the language, number and vocabulary makers) and a step count,
+registered with ``@_template(name, steps, about)``; it writes the question natively in English
+or Chinese (its two phrasings sit side by side, sharing the numbers and the gold) and returns a
+:class:`_Draft`: context sentences, the question, and the gold as arithmetic on the numbers it
+wrote (``(a + b) / k``). That arithmetic builds a :mod:`distill.equations` tree: leaves are
+``Placeholder(slot)`` for a number written in the text (``slot`` indexes ``_Ctx.nums``, the
+order the numbers were drawn -- not the ``N0, N1 ...`` of the masked row) and ``Num`` for an
+implicit constant (a perimeter's 2). A template raises :class:`_Retry` when the drawn numbers do
+not fit. Checking, rendering and rows are :mod:`distill.data.synthetic.generator`'s.
 
-What a row guarantees:
-
-* ``equation`` is ``x=<infix>`` over the numbers written in the question (canonical form, so
-  ``25%`` appears as ``0.25``) and the constants 1 and 2 (only where the text says "twice",
-  "half", "两倍", a perimeter's "2 ×" ...). Each written number is used at most once. It evaluates
-  exactly (``fractions.Fraction``) to ``answer``.
-* Every number the gold uses is written as digits and found by :mod:`distill.quantities` at the
-  place it was written (checked while generating: a mismatch raises, it is never dropped).
-* Under the default config every intermediate result and the answer are positive integers; the
-  numbers written in the question lie in ``[1, max_value]`` and results in ``(0, max_answer]``.
-* ``masked_equation`` (a column of the row) is the gold over ``N0``, ``N1`` ... indexing
-  ``quantities`` -- the true mapping, known here, not a guess from the values.
-* ``meta`` holds ``template``, ``steps`` (operators in the gold), ``distractors`` (the values of
-  irrelevant numbers added to the text), ``seed`` and ``generator``.
-* Deterministic for a (config, split) pair; the first k rows do not depend on how many follow.
-  Splits are disjoint by construction: each split draws from its own seed and keeps only
-  questions whose text hashes into the split's share of the hash space, so no question text can
-  occur in two splits whatever the seeds and sizes. Ids are ``synthetic/<split>-<i:06d>``.
-
-Templates (``TEMPLATES``) are written natively in both languages, each with several phrasings;
-a template is picked after the step count is drawn uniformly from ``[min_steps, max_steps]``.
+Contract of a template: every number it writes is a :meth:`_Ctx.n` / :meth:`_Ctx.pct` /
+:meth:`_Ctx.const` node placed in the text with ``{node}`` at most once, and the gold uses each
+written number at most once and only the constants in :data:`ALLOWED_CONSTANTS`. The order of
+random draws is part of the output: reordering them changes every problem (bump
+``GENERATOR``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
-import re
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from distill.equations import BinOp, Expr, Num, Placeholder
+from distill.quantities import canonical
 
-from distill.data.base import DatasetLoader, LoadResult, UnknownSplitError, register_dataset
-from distill.records import make_problem
+if TYPE_CHECKING:
+    from distill.data.synthetic.config import SyntheticConfig
 
-__all__ = [
-    "ALLOWED_CONSTANTS",
-    "GENERATOR",
-    "SPLITS",
-    "SyntheticConfig",
-    "SyntheticLoader",
-    "generate",
-    "template_names",
-]
+__all__ = ["ALLOWED_CONSTANTS", "MAX_STEPS", "TEMPLATES", "template_names"]
 
-DATASET = "synthetic"
-SPLITS = ("train", "valid", "test")
-GENERATOR = "synthetic-v1"  # bump when the same config would produce different rows
 ALLOWED_CONSTANTS = (1, 2)  # numbers a gold equation may use without them being written
 MAX_STEPS = 4
 
-# Share of the question-hash space each split may draw from (disjoint by construction).
-_SPLIT_SHARES = {"train": (0.0, 0.8), "valid": (0.8, 0.9), "test": (0.9, 1.0)}
-# Consecutive rejected candidates after which the config is declared unsatisfiable.
-_MAX_MISSES = 20_000
-
-
-class SyntheticConfig(BaseModel):
-    """Settings of the synthetic problem generator (dataset ``synthetic``)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    seed: int = Field(0, description="Seed; each split derives its own stream from it.")
-    n_train: int = Field(2000, ge=0, description="Problems in split 'train'.")
-    n_valid: int = Field(200, ge=0, description="Problems in split 'valid'.")
-    n_test: int = Field(200, ge=0, description="Problems in split 'test'.")
-    langs: list[Literal["en", "zh"]] = Field(
-        default_factory=lambda: ["en", "zh"], min_length=1, description="Languages to write in."
-    )
-    lang_weights: list[float] | None = Field(
-        None,
-        description="Share of each language in `langs` (same length, drawn at random); "
-        "None alternates them round robin, so the mix is exact.",
-    )
-    min_steps: int = Field(
-        1, ge=1, le=MAX_STEPS, description="Fewest operators in a gold equation."
-    )
-    max_steps: int = Field(
-        MAX_STEPS, ge=1, le=MAX_STEPS, description="Most operators in a gold equation."
-    )
-    distractor_prob: float = Field(
-        0.25,
-        ge=0.0,
-        le=1.0,
-        description="Chance a problem carries a sentence with an irrelevant number.",
-    )
-    max_value: int = Field(
-        100,
-        ge=20,
-        le=1_000_000,
-        description="Largest number written in a question (percent signs aside).",
-    )
-    max_answer: int = Field(
-        10_000, ge=100, description="Largest answer and intermediate result allowed."
-    )
-    integer_answers_only: bool = Field(
-        True,
-        description="Every intermediate result and the answer is an integer (learnable). False "
-        "also allows a terminating decimal where it reads naturally: averages, speeds, prices.",
-    )
-    templates: list[str] | None = Field(
-        None, description="Use only these templates (names as in `template_names()`); None: all."
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "SyntheticConfig":
-        if self.min_steps > self.max_steps:
-            raise ValueError(f"min_steps ({self.min_steps}) > max_steps ({self.max_steps})")
-        if len(set(self.langs)) != len(self.langs):
-            raise ValueError(f"langs has duplicates: {self.langs}")
-        if self.lang_weights is not None:
-            if len(self.lang_weights) != len(self.langs):
-                raise ValueError("lang_weights must have one weight per entry of langs")
-            if any(w < 0 for w in self.lang_weights) or sum(self.lang_weights) <= 0:
-                raise ValueError("lang_weights must be non-negative with a positive sum")
-        if self.templates is not None:
-            unknown = sorted(set(self.templates) - set(TEMPLATES))
-            if unknown:
-                raise ValueError(f"unknown template(s) {unknown}; known: {', '.join(TEMPLATES)}")
-            steps = {s for t in self.templates for s in TEMPLATES[t].steps}
-            if not steps & set(range(self.min_steps, self.max_steps + 1)):
-                raise ValueError(
-                    f"templates {self.templates} cannot make "
-                    f"{self.min_steps}..{self.max_steps} steps"
-                )
-        return self
-
-    def size(self, split: str) -> int:
-        return {"train": self.n_train, "valid": self.n_valid, "test": self.n_test}[split]
-
 
 # =============================================================================== expressions
-class _Node:
-    def __add__(self, other: "_Node") -> "_Op":
-        return _Op("+", self, other)
+class _Gold:
+    """A gold (sub)expression as a template writes it: ``+ - * /`` build the
+    :class:`distill.equations.BinOp` of the two trees."""
 
-    def __sub__(self, other: "_Node") -> "_Op":
-        return _Op("-", self, other)
+    __slots__ = ("tree",)
 
-    def __mul__(self, other: "_Node") -> "_Op":
-        return _Op("*", self, other)
+    def __init__(self, tree: Expr):
+        self.tree = tree
 
-    def __truediv__(self, other: "_Node") -> "_Op":
-        return _Op("/", self, other)
+    def __add__(self, other: _Gold) -> _Gold:
+        return _Gold(BinOp("+", self.tree, other.tree))
+
+    def __sub__(self, other: _Gold) -> _Gold:
+        return _Gold(BinOp("-", self.tree, other.tree))
+
+    def __mul__(self, other: _Gold) -> _Gold:
+        return _Gold(BinOp("*", self.tree, other.tree))
+
+    def __truediv__(self, other: _Gold) -> _Gold:
+        return _Gold(BinOp("/", self.tree, other.tree))
 
 
-class _Num(_Node):
+class _Num(_Gold):
     """A leaf: a number written in the text (``slot`` set), or a constant (``const``) that may be
     tied to a word of the text ("twice") or be implicit (a perimeter's 2). ``reads_as`` is the
-    value :mod:`distill.quantities` gives the written form ("half" reads as 1/2, used as ``/2``)."""
+    value :mod:`distill.quantities` gives the written form ("half" reads as 1/2, used as ``/2``).
+    Its tree is ``Placeholder(slot)``, or ``Num`` (canonical text) for an implicit constant."""
 
     __slots__ = ("value", "shown", "slot", "const", "ratio", "reads_as")
 
@@ -164,6 +72,7 @@ class _Num(_Node):
                  reads_as: Fraction | None = None):  # fmt: skip
         self.value, self.shown, self.slot, self.const, self.ratio = value, shown, slot, const, ratio
         self.reads_as = value if reads_as is None else reads_as
+        super().__init__(Num(value, canonical(value)) if slot is None else Placeholder(slot))
 
     def __format__(self, spec: str) -> str:
         if self.slot is None:
@@ -171,73 +80,6 @@ class _Num(_Node):
         return f"\x00{self.slot}\x00"
 
     __str__ = lambda self: format(self, "")  # noqa: E731
-
-
-class _Op(_Node):
-    __slots__ = ("op", "left", "right")
-
-    def __init__(self, op: str, left: _Node, right: _Node):
-        self.op, self.left, self.right = op, left, right
-
-
-_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
-
-
-def _leaves(node: _Node) -> list[_Num]:
-    if isinstance(node, _Num):
-        return [node]
-    return _leaves(node.left) + _leaves(node.right)
-
-
-def _steps(node: _Node) -> int:
-    return 0 if isinstance(node, _Num) else 1 + _steps(node.left) + _steps(node.right)
-
-
-def _evaluate(node: _Node, results: list[tuple[_Op, Fraction]] | None = None) -> Fraction:
-    """Exact value of ``node``; appends every operator's result to ``results`` when given."""
-    if isinstance(node, _Num):
-        return node.value
-    a, b = _evaluate(node.left, results), _evaluate(node.right, results)
-    if node.op == "+":
-        v = a + b
-    elif node.op == "-":
-        v = a - b
-    elif node.op == "*":
-        v = a * b
-    else:
-        if b == 0:
-            raise _Retry
-        v = a / b
-    if results is not None:
-        results.append((node, v))
-    return v
-
-
-def _infix(node: _Node, leaf: Callable[[_Num], str]) -> str:
-    """Infix text with the fewest parentheses that keep the value."""
-    if isinstance(node, _Num):
-        return leaf(node)
-    left, right = _infix(node.left, leaf), _infix(node.right, leaf)
-    p = _PREC[node.op]
-    if isinstance(node.left, _Op) and _PREC[node.left.op] < p:
-        left = f"({left})"
-    if isinstance(node.right, _Op):
-        rp = _PREC[node.right.op]
-        if rp < p or (rp == p and node.op in "-/"):
-            right = f"({right})"
-    return f"{left}{node.op}{right}"
-
-
-def _ratio_only(node: _Node) -> bool:
-    """A factor made of percentages and constants (``1-0.2``): exempt from the integer rule."""
-    leaves = _leaves(node)
-    return any(n.ratio for n in leaves) and all(n.ratio or n.const for n in leaves)
-
-
-def _canonical(value: Fraction) -> str:
-    from distill.quantities import canonical
-
-    return canonical(value)
 
 
 # ================================================================================ vocabulary
@@ -383,7 +225,7 @@ class _Ctx:
 class _Draft:
     context: list[str]
     question: str
-    expr: _Node
+    expr: _Gold
 
 
 @dataclass(frozen=True)
@@ -479,7 +321,7 @@ def _take_away(c: _Ctx, steps: int) -> _Draft:
 def _event_chain(c: _Ctx, steps: int) -> _Draft:
     start = c.ri(2, c.maxv)
     a = c.n(start)
-    expr: _Node = a
+    expr: _Gold = a
     running = start
     changes: list[tuple[bool, _Num]] = []
     for _ in range(steps):
@@ -1117,7 +959,7 @@ def _average(c: _Ctx, steps: int) -> _Draft:
             raise _Retry
     n = c.n(count)
     nodes = [c.n(v) for v in vals]
-    expr: _Node = nodes[0]
+    expr: _Gold = nodes[0]
     for node in nodes[1:]:
         expr = expr + node
     expr = expr / n
@@ -1148,7 +990,7 @@ def _trip_remaining(c: _Ctx, steps: int) -> _Draft:
     dv = c.ri(done + 1, c.maxv)
     d = c.n(dv)
     nodes = [(c.n(v), c.n(t)) for v, t in legs]
-    expr: _Node = d
+    expr: _Gold = d
     for v, t in nodes:
         expr = expr - v * t
     if c.en:
@@ -1234,218 +1076,3 @@ def _distractor(c: _Ctx) -> tuple[str, _Num]:
         return (f"{p} lives {d} minutes from school." if c.en else f"{p}家离学校步行要{d}分钟。"), d
     d = c.n(c.ri(2, min(c.maxv, 30)))
     return (f"The town library opened {d} years ago." if c.en else f"镇上的图书馆已经开了{d}年。"), d
-
-
-# ================================================================================ generation
-@dataclass
-class _Candidate:
-    template: _Template
-    lang: str
-    steps: int
-    ctx: _Ctx
-    draft: _Draft
-    answer: Fraction
-    question: str
-    spans: dict[int, tuple[int, int]]
-    distractors: list[_Num]
-
-
-_SENTINEL = re.compile("\x00(\\d+)\x00")
-
-
-def _check(c: _Ctx, draft: _Draft) -> Fraction:
-    """The answer, after checking the template kept the module's promises (else _Retry)."""
-    cfg = c.config
-    results: list[tuple[_Op, Fraction]] = []
-    answer = _evaluate(draft.expr, results)
-    for node, value in results:
-        if value <= 0 or value > cfg.max_answer:
-            raise _Retry
-        if cfg.integer_answers_only and value.denominator != 1 and not _ratio_only(node):
-            raise _Retry
-    if not cfg.integer_answers_only:
-        d = answer.denominator
-        for prime in (2, 5):
-            while d % prime == 0:
-                d //= prime
-        if d != 1:
-            raise _Retry
-    for num in c.nums:
-        if not num.const and not 1 <= int(num.shown) <= cfg.max_value:
-            raise _Retry
-    return answer
-
-
-def _render(c: _Ctx, sentences: list[str]) -> tuple[str, dict[int, tuple[int, int]]]:
-    """The question text and where each written number landed."""
-    text = (" " if c.en else "").join(sentences)
-    out: list[str] = []
-    spans: dict[int, tuple[int, int]] = {}
-    pos = length = 0
-    for m in _SENTINEL.finditer(text):
-        out.append(text[pos : m.start()])
-        length += m.start() - pos
-        slot = int(m.group(1))
-        if slot in spans:
-            raise AssertionError(f"number slot {slot} written twice")
-        shown = c.nums[slot].shown
-        spans[slot] = (length, length + len(shown))
-        out.append(shown)
-        length += len(shown)
-        pos = m.end()
-    out.append(text[pos:])
-    return "".join(out), spans
-
-
-def _draw(
-    rng: random.Random, lang: str, steps: int, template: _Template, cfg: SyntheticConfig
-) -> _Candidate:
-    """One problem's text and gold tree (raises _Retry when the drawn numbers do not fit)."""
-    c = _Ctx(rng, lang, cfg)
-    draft = template.build(c, steps)
-    answer = _check(c, draft)
-    sentences = list(draft.context)
-    distractors: list[_Num] = []
-    if cfg.distractor_prob > 0 and rng.random() < cfg.distractor_prob:
-        sentence, d = _distractor(c)
-        sentences.insert(rng.randint(0, len(sentences)), sentence)
-        distractors.append(d)
-    question, spans = _render(c, sentences + [draft.question])
-    return _Candidate(template, lang, steps, c, draft, answer, question, spans, distractors)
-
-
-def _row(cand: _Candidate, split: str, index: int, seed: int) -> dict[str, Any]:
-    """The Problem row of a candidate, its gold's numbers tied to the extracted quantities.
-
-    The written numbers are matched, in text order, to the quantities ``make_problem`` extracted
-    (by value; a quantity the text did not mean to carry is skipped), so a gold number that is not
-    extracted raises instead of producing a row whose equation the search could never find."""
-    name, expr, c = cand.template.name, cand.draft.expr, cand.ctx
-    leaves = _leaves(expr)
-    if _steps(expr) != cand.steps:
-        raise AssertionError(f"template {name}: {_steps(expr)} operators, meant {cand.steps}")
-    if len({id(n) for n in leaves}) != len(leaves):
-        raise AssertionError(f"template {name} uses a written number twice")
-    if any(n.slot is not None and n.slot not in cand.spans for n in leaves):
-        raise AssertionError(f"template {name}: a gold number is not in the text")
-    meta = {
-        "template": name,
-        "steps": cand.steps,
-        "distractors": [_canonical(d.value) for d in cand.distractors],
-        "seed": seed,
-        "generator": GENERATOR,
-    }
-    row = make_problem(
-        dataset=DATASET,
-        split=split,
-        source_id=f"{split}-{index:06d}",
-        question=cand.question,
-        answer=_canonical(cand.answer),
-        equation="x=" + _infix(expr, lambda n: _canonical(n.value)),
-        lang=cand.lang,
-        meta=meta,
-    )
-    values = row["quantities"]
-    where: dict[int, int] = {}
-    j = 0
-    for slot in sorted(cand.spans, key=lambda s: cand.spans[s][0]):
-        num = c.nums[slot]
-        want = _canonical(num.reads_as)
-        if num.const:  # a number word: the extractor may or may not read it
-            if j < len(values) and values[j] == want:
-                where[slot], j = j, j + 1
-            continue
-        k = next((i for i in range(j, len(values)) if values[i] == want), None)
-        if k is None:
-            raise RuntimeError(
-                f"synthetic template {name!r}: distill.quantities did not extract {num.shown!r} "
-                f"(at {cand.spans[slot][0]}) from {cand.question!r}; it found {values}"
-            )
-        where[slot], j = k, k + 1
-
-    def masked(n: _Num) -> str:
-        if n.slot in where and n.reads_as == n.value:
-            return f"N{where[n.slot]}"
-        return _canonical(n.value)
-
-    # set on the row: it indexes the quantities make_problem extracted
-    row["masked_equation"] = "x=" + _infix(expr, masked)
-    return row
-
-
-def _share(question: str) -> float:
-    h = hashlib.blake2b(question.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(h, "big") / 2**64
-
-
-def generate(
-    config: SyntheticConfig | None = None, split: str = "train", n: int | None = None
-) -> list[dict[str, Any]]:
-    """``n`` (default: the config's size for ``split``) Problem rows of ``split``.
-
-    Raises :class:`UnknownSplitError` for a split other than train / valid / test, and
-    RuntimeError when the config cannot yield enough distinct questions (e.g. a tiny
-    ``max_value`` with few templates)."""
-    config = config or SyntheticConfig()
-    if split not in SPLITS:
-        raise UnknownSplitError(
-            f"dataset 'synthetic' has no split {split!r}; available: {', '.join(SPLITS)}"
-        )
-    n = config.size(split) if n is None else n
-    rng = random.Random(f"mathdistill/{GENERATOR}/{config.seed}/{split}")
-    lo, hi = _SPLIT_SHARES[split]
-    names = config.templates or list(TEMPLATES)
-    by_steps: dict[int, list[_Template]] = {}
-    for s in range(config.min_steps, config.max_steps + 1):
-        pool = [TEMPLATES[t] for t in names if s in TEMPLATES[t].steps]
-        if pool:
-            by_steps[s] = pool
-    step_counts = sorted(by_steps)
-    rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    misses = 0
-    while len(rows) < n:
-        if config.lang_weights is None:
-            lang = config.langs[len(rows) % len(config.langs)]
-        else:
-            lang = rng.choices(config.langs, weights=config.lang_weights)[0]
-        steps = step_counts[rng.randrange(len(step_counts))]
-        pool = by_steps[steps]
-        template = pool[rng.randrange(len(pool))]
-        try:
-            cand = _draw(rng, lang, steps, template, config)
-        except _Retry:
-            cand = None
-        if cand is None or cand.question in seen or not lo <= _share(cand.question) < hi:
-            misses += 1
-            if misses > _MAX_MISSES:
-                raise RuntimeError(
-                    f"synthetic: {_MAX_MISSES} draws in a row gave no new {split} question after "
-                    f"{len(rows)} of {n}; widen the config (max_value, templates, steps)"
-                )
-            continue
-        misses = 0
-        seen.add(cand.question)
-        rows.append(_row(cand, split, len(rows), config.seed))
-    return rows
-
-
-# ==================================================================================== loader
-@register_dataset(DATASET)
-class SyntheticLoader(DatasetLoader):
-    """Dataset ``synthetic``: generated in memory from a :class:`SyntheticConfig` (default one
-    when built without arguments, as the registry does); ``data_dir`` is ignored."""
-
-    lang: ClassVar[str] = "multi"
-    description: ClassVar[str] = "Seeded synthetic word problems (en + zh) with gold equations"
-    layout: ClassVar[str] = "(none: generated in memory)"
-
-    def __init__(self, config: SyntheticConfig | None = None):
-        self.config = config or SyntheticConfig()
-
-    def splits(self, data_dir: Path | None = None) -> list[str]:
-        return list(SPLITS)
-
-    def load(self, split: str, data_dir: Path | None = None) -> LoadResult:
-        self.check_split(split, data_dir)  # type: ignore[arg-type]
-        return LoadResult(problems=generate(self.config, split))
