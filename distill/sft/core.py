@@ -240,7 +240,7 @@ def equation_target(equation: str, notation: str = "prefix", n_quantities: int |
 
 
 # ----------------------------------------------------------------------------- builder
-_PROBLEM_COLUMNS = ("id", "question", "masked_question", "quantities")
+PROBLEM_COLUMNS = ("id", "question", "masked_question", "quantities")
 
 
 def build_sft_examples(
@@ -259,7 +259,7 @@ def build_sft_examples(
     """
     problems = list(problems)
     if problems:
-        require_columns(problems[0].keys(), _PROBLEM_COLUMNS, "build_sft_examples")
+        require_columns(problems[0].keys(), PROBLEM_COLUMNS, "build_sft_examples")
     out = SFTBuild()
     if target in ("equation_prefix", "equation_infix"):
         if equations is None:

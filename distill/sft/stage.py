@@ -36,10 +36,10 @@ from typing import Any, Mapping, Sequence
 
 from distill.records import RATIONALE_SCHEMA, SFT_EXAMPLE_SCHEMA, require_columns
 from distill.sft.config import SFTConfig
-from distill.sft.core import _PROBLEM_COLUMNS, build_sft_examples, masked_gold_equations
+from distill.sft.core import PROBLEM_COLUMNS, build_sft_examples, masked_gold_equations
 
 # the Problem columns every teacher's examples are built from (build_sft_examples' own)
-NEEDS: tuple[str, ...] = _PROBLEM_COLUMNS
+NEEDS: tuple[str, ...] = PROBLEM_COLUMNS
 # what the gold teacher reads besides: the gold (masked) equation, checked against the answer
 GOLD_NEEDS: tuple[str, ...] = ("equation", "masked_equation", "answer")
 # the Rationale columns of a search or generate teacher's rows the stage needs
