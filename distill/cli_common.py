@@ -174,8 +174,6 @@ def load_stage_configs(config: Path | None, ray: Path | None, section: str,
 
 
 def init_ray(ray_cfg: RayConfig) -> None:
-    """``ray.init`` as the pipeline does it (:meth:`RayConfig.init_kwargs`), unless Ray is up."""
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(**ray_cfg.init_kwargs(), log_to_driver=False)
+    """Start or join Ray as the pipeline does (:meth:`RayConfig.init_ray`); a seam the stage
+    commands call, so tests can stand in for it."""
+    ray_cfg.init_ray()

@@ -83,6 +83,14 @@ class RayConfig(StrictModel):
             kwargs["include_dashboard"] = self.include_dashboard
         return kwargs
 
+    def init_ray(self) -> None:
+        """``ray.init(**init_kwargs())`` (driver logs off) unless Ray is already up in this
+        process: the one way the pipeline and the stage commands start or join Ray."""
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(**self.init_kwargs(), log_to_driver=False)
+
 
 # ------------------------------------------------------------------------------- the pipeline
 class PipelineConfig(StrictModel):

@@ -242,13 +242,6 @@ def stages_for(config: PipelineConfig) -> list[Stage]:
     return stages
 
 
-def init_ray(config: PipelineConfig) -> None:
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(**config.ray.init_kwargs(), log_to_driver=False)
-
-
 def run_pipeline(config: PipelineConfig, run_dir: str | Path | None = None, log: Log = print,
                  until: str | None = None) -> dict[str, Any]:
     """Run every stage not already complete for this config (up to and including ``until``
@@ -273,7 +266,7 @@ def run_pipeline(config: PipelineConfig, run_dir: str | Path | None = None, log:
     stages = manifest.setdefault("stages", {})
     _write_manifest(run_dir, manifest)  # first: the folder is a run's before anything else
     dump_config(config, run_dir / "config.yaml")
-    init_ray(config)
+    config.ray.init_ray()
     key = ""
     for stage in plan:
         key, version = stage.key(config, key)
