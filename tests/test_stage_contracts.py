@@ -79,17 +79,24 @@ def test_the_teacher_columns_sft_reads_are_rationale_columns() -> None:
 # -------------------------------------------------------------- (b) checked on entry
 @pytest.fixture
 def no_ray(monkeypatch):
-    """Fail the test if anything starts Ray."""
+    """Fail the test if the stage starts Ray or hands Ray Data any work. An earlier test's
+    session cluster may be up already (the full suite): then starting Ray is no longer the
+    sign, so every Ray Data source (``from_*``, ``read_*``) fails the test too."""
     import ray
     import ray._private.worker as worker
+    import ray.data
 
     def boom(*args, **kwargs):
-        raise AssertionError("the stage started Ray before checking its input")
+        raise AssertionError("the stage used Ray before checking its input")
 
+    was_up = ray.is_initialized()
     monkeypatch.setattr(ray, "init", boom)
     monkeypatch.setattr(worker, "init", boom)
+    for name in dir(ray.data):
+        if name.startswith(("from_", "read_")) and callable(getattr(ray.data, name)):
+            monkeypatch.setattr(ray.data, name, boom)
     yield
-    assert not ray.is_initialized()
+    assert ray.is_initialized() == was_up
 
 
 def _problem() -> dict:
