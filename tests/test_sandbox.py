@@ -362,31 +362,27 @@ def test_bwrap_is_started_as_the_unprivileged_uid_on_a_root_host(monkeypatch):
     assert os.path.basename(cmd[0]) == "bwrap", cmd
 
 
-def test_bwrap_launcher_rebinds_only_what_a_foreign_uid_cannot_reach():
+def test_bwrap_launcher_rebinds_only_what_a_foreign_uid_cannot_reach(tmp_path, monkeypatch):
     """A Python under a 0700 directory (``/root/.pyenv``) is re-bound under a tmpfs covering
     the top-most directory the sandbox uid cannot enter; reachable paths are left to bwrap."""
-    import shutil
-    import tempfile
-
     from distill.sandbox import _bwrap_as_user as launcher
 
-    base = Path(tempfile.mkdtemp(dir="/tmp"))
-    try:
-        base.chmod(0o755)
-        python_lib = base / "home" / "py" / "lib"
-        python_lib.mkdir(parents=True)
-        (base / "home").chmod(0o700)
-        (base / "home" / "py").chmod(0o700)  # below the top-most one: covered by it
-        shared = base / "usr"
-        shared.mkdir()
-        binds = [(str(python_lib), "dir"), (str(shared), "dir"), ("/dev/null", "dev")]
-        if any(not launcher.enterable_by_others(str(p)) for p in [*base.parents, base]):
-            pytest.skip(f"{base} is not reachable by other users on this machine")
-        assert launcher.blocking_ancestor(str(python_lib)) == str(base / "home")
-        assert launcher.blocking_ancestor(str(shared)) is None
-        assert launcher.plan(binds) == {str(base / "home"): [(str(python_lib), "dir")]}
-    finally:
-        shutil.rmtree(base)
+    # the folders above this test's tree are the machine's (pytest's own are 0700): they count
+    # as enterable, so the answer depends only on the modes set below
+    real = launcher.enterable_by_others
+    monkeypatch.setattr(launcher, "enterable_by_others",
+                        lambda path: real(path) or not Path(path).is_relative_to(tmp_path))
+    tmp_path.chmod(0o755)
+    python_lib = tmp_path / "home" / "py" / "lib"
+    python_lib.mkdir(parents=True)
+    (tmp_path / "home").chmod(0o700)
+    (tmp_path / "home" / "py").chmod(0o700)  # below the top-most one: covered by it
+    shared = tmp_path / "usr"
+    shared.mkdir()
+    binds = [(str(python_lib), "dir"), (str(shared), "dir"), ("/dev/null", "dev")]
+    assert launcher.blocking_ancestor(str(python_lib)) == str(tmp_path / "home")
+    assert launcher.blocking_ancestor(str(shared)) is None
+    assert launcher.plan(binds) == {str(tmp_path / "home"): [(str(python_lib), "dir")]}
 
 
 # --------------------------------------------------------------------------------------------
