@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -171,17 +172,32 @@ def _train_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> 
     result = fit(config.train, run_dir / "sft" / "examples.parquet", storage_path=out,
                  resources=config.ray.for_stage("train"), log=log)
     last = result.history[-1] if result.history else {}
-    summary = {"checkpoint_dir": result.checkpoint_dir, "phases": result.phases,
+    # relative to the run directory, so that a moved or copied run finds its own student
+    summary = {"checkpoint_dir": os.path.relpath(result.checkpoint_dir, run_dir),
+               "phases": result.phases,
                "epochs": config.train.epochs, "final_loss": last.get("loss"),
                "history": result.history}
     (out / TRAIN_RESULT).write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
     return {k: v for k, v in summary.items() if k != "history"}
 
 
+def final_student(run_dir: str | Path) -> Path:
+    """The checkpoint folder of the student a run's train stage finished with.
+
+    Raises FileNotFoundError naming the run when its train stage has not completed."""
+    run_dir = Path(run_dir)
+    result = run_dir / "train" / TRAIN_RESULT
+    if not result.is_file():
+        raise FileNotFoundError(f"{run_dir}: no trained student ({result} is missing; "
+                                "the run's train stage has not completed)")
+    # runs written before 2026-12-03 recorded an absolute path; Path joins keep those as they are
+    return run_dir / json.loads(result.read_text())["checkpoint_dir"]
+
+
 def _evaluate_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
     from distill.evaluate.stage import evaluate_student
 
-    student = json.loads((run_dir / "train" / TRAIN_RESULT).read_text())["checkpoint_dir"]
+    student = str(final_student(run_dir))
     sets = {s.label: _problems(run_dir, "eval/" + s.label.replace(":", "_"))
             for s in config.data.eval}
     if not sets:

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from distill import provenance
 from distill.cli import app
 from distill.config import ConfigError, PipelineConfig, load_config
-from distill.pipeline import RUN_FORMAT, RunDirError, open_run_dir, run_pipeline, stages_for
+from distill.pipeline import (RUN_FORMAT, RunDirError, final_student, open_run_dir, run_pipeline,
+                             stages_for)
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -199,3 +200,18 @@ def test_code_version_follows_the_source_a_stage_imports(tmp_path: Path, monkeyp
             provenance.module_closure(("distill.no_such_stage",))
     finally:
         provenance.module_closure.cache_clear()
+
+
+def test_the_final_student_is_found_in_a_moved_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match="train stage has not completed"):
+        final_student(run)
+    (run / "train" / "student" / "epoch_0003").mkdir(parents=True)
+    (run / "train" / "result.json").write_text(json.dumps(
+        {"checkpoint_dir": "train/student/epoch_0003"}))
+    moved = tmp_path / "elsewhere"
+    shutil.move(run, moved)
+    assert final_student(moved) == moved / "train" / "student" / "epoch_0003"
+    # a run written with an absolute path (before 2026-12-03) still names its checkpoint
+    (moved / "train" / "result.json").write_text(json.dumps({"checkpoint_dir": "/abs/epoch_0009"}))
+    assert final_student(moved) == Path("/abs/epoch_0009")
