@@ -191,20 +191,42 @@ KILL_POINTS = {
 }
 
 
+def _copy_run(src: Path, dst: Path, drop: tuple[str, ...] = ()) -> None:
+    """A copy of a finished run as it stood before the stages in ``drop`` ever started."""
+    shutil.copytree(src, dst)
+    manifest = _manifest(dst)
+    for name in drop:
+        del manifest["stages"][name]
+        shutil.rmtree(dst / name)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+
+
+# Where each kill test starts (the stages before the killed one are taken from the reference
+# run, as a re-run would skip them) and where it stops (what the killed stage feeds is compared).
+KILL_PLANS = {
+    "search": dict(copy=False, until="sft"),
+    # 2 epochs instead of the reference's 12: train's key changes, so the run retrains
+    "train": dict(copy=True, drop=(), until="train", epochs=2),
+    "evaluate": dict(copy=True, drop=("evaluate",), until=None),
+}
+
+
 @pytest.mark.parametrize("stage", list(KILL_POINTS))
 def test_a_run_killed_mid_stage_finishes_with_the_same_rows(ray_local, reference_run, tmp_path,
                                                             stage) -> None:
     ref_dir, _, _ = reference_run
-    # the same student as the reference run (but for train, killed after epoch 1 of 4)
-    cfg = small_quickstart(epochs=4 if stage == "train" else REFERENCE_EPOCHS)
+    plan = KILL_PLANS[stage]
+    cfg = small_quickstart(epochs=plan.get("epochs", REFERENCE_EPOCHS))
     config_file = tmp_path / "config.yaml"
     dump_config(cfg, config_file)
     raw = yaml.safe_load(config_file.read_text())
     raw["ray"] = {"num_cpus": None, "address": None}
     config_file.write_text(yaml.safe_dump(raw))
     run_dir = tmp_path / "run"
+    if plan["copy"]:
+        _copy_run(ref_dir, run_dir, drop=plan["drop"])
     cmd = [sys.executable, "-m", "jobs.pipeline", "--config", str(config_file),
-           "--run-dir", str(run_dir)]
+           "--run-dir", str(run_dir)] + (["--until", plan["until"]] if plan["until"] else [])
     env = _ray_env(ray_local)
     _kill_when(cmd, env, lambda: KILL_POINTS[stage](run_dir))
     assert _manifest(run_dir)["stages"][stage]["status"] == "running"
@@ -212,15 +234,18 @@ def test_a_run_killed_mid_stage_finishes_with_the_same_rows(ray_local, reference
     assert done.returncode == 0, done.stderr[-3000:]
     manifest = _manifest(run_dir)
     assert all(s["status"] == "complete" for s in manifest["stages"].values())
+    assert stage in manifest["stages"]
     assert data_rows(run_dir) == data_rows(ref_dir)
     if stage == "train":
         assert "[train] resuming" in done.stdout
-        assert Path(manifest["stages"]["train"]["counts"]["checkpoint_dir"]).name == "epoch_0004"
-    report = json.loads((run_dir / "evaluate" / "report.json").read_text())
-    assert report["n"] == 30
-    if stage != "train":  # same student, greedy decoding: the same predictions
-        ref = json.loads((ref_dir / "evaluate" / "report.json").read_text())
-        assert report["accuracy"] == ref["accuracy"]
+        assert Path(manifest["stages"]["train"]["counts"]["checkpoint_dir"]).name == "epoch_0002"
+    if stage == "evaluate":  # same student, greedy decoding: the same predictions
+        assert (run_dir / "evaluate" / "predictions.jsonl").read_text() == \
+            (ref_dir / "evaluate" / "predictions.jsonl").read_text()
+        report, ref = (json.loads((d / "evaluate" / "report.json").read_text())
+                       for d in (run_dir, ref_dir))
+        assert (report["n"], report["accuracy"]) == (30, ref["accuracy"])
+        assert report["student"] == str(run_dir / "train" / "student" / "epoch_0012")
 
 
 def test_generating_teacher_pot_student_end_to_end(ray_local, tmp_path) -> None:

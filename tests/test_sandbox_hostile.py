@@ -479,8 +479,22 @@ def run_case(pool: SandboxPool, case: Case, expected, host: Host) -> None:
     host.assert_unharmed(light.stdout + heavy.stdout)
 
 
-PARAMS = [pytest.param(mode, case, id=f"{mode}-{case.name}")
+# The unit tier runs the battery with every layer the default config turns on (allow-list,
+# seccomp, namespaces through unshare; bwrap, which "auto" prefers where installed, has its own
+# battery below); the weaker layers, each run on its own to show what holds without the others,
+# take a minute more and are in the slow tier.
+DEFAULT_MODE = "ast"
+PARAMS = [pytest.param(mode, case, id=f"{mode}-{case.name}",
+                       marks=() if mode == DEFAULT_MODE else pytest.mark.slow)
           for mode in MODES for case in CASES if mode in case.kinds]
+
+
+def test_the_unit_tier_battery_has_every_default_layer_on() -> None:
+    from distill.sandbox.config import SandboxConfig
+    default = SandboxConfig()
+    assert MODES[DEFAULT_MODE]["isolation"] != "none"
+    assert default.ast_check is MODES[DEFAULT_MODE]["ast_check"]
+    assert default.seccomp is MODES[DEFAULT_MODE].get("seccomp", True)
 
 
 @pytest.mark.parametrize("mode,case", PARAMS)

@@ -347,7 +347,8 @@ def test_deepspeed_resume_after_kill_continues_exactly(tmp_path: Path, one_threa
     # torch autocast: the float32 weights are the master copy a resume continues from
     ({"enabled": False}, "float32"),
     # DeepSpeed bf16: the module's weights are bf16; the float32 master copy is in deepspeed/
-    ({"enabled": True, "zero_stage": 2}, "bfloat16"),
+    # (DeepSpeed's first engine in a process takes about a minute on 2 cores: the slow tier)
+    pytest.param({"enabled": True, "zero_stage": 2}, "bfloat16", marks=pytest.mark.slow),
 ])
 def test_bf16_training_on_cpu(tmp_path: Path, one_thread, deepspeed, weights) -> None:
     assert torch.amp.is_autocast_available("cpu")  # the pinned CPU torch has it
