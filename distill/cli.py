@@ -21,6 +21,7 @@ from distill.data.base import DataError, resolve_data_dir
 from distill.generate.cli import generate_command
 from distill.sandbox.cli import sandbox_app
 from distill.search.cli import search_command
+from serve.cli import serve_check_command, serve_command
 
 app = typer.Typer(
     help="Distill the math reasoning of large teacher LLMs into small students, on Ray.",
@@ -35,6 +36,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(sandbox_app, name="sandbox")
 app.command("search")(search_command)
 app.command("generate")(generate_command)
+app.command("serve")(serve_command)
+app.command("serve-check")(serve_check_command)
 
 DataDirOpt = typer.Option(
     None, "--data-dir", help="Folder of dataset files (default: $MATHDISTILL_DATA_DIR, then ./data)."

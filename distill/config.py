@@ -39,6 +39,7 @@ from distill.sandbox.config import SandboxConfig
 from distill.search.config import SearchConfig
 from distill.sft.config import SFTConfig
 from distill.train.config import TrainConfig
+from serve.config import ServeConfig
 
 
 # ----------------------------------------------------------------------------------- Ray side
@@ -120,6 +121,8 @@ class PipelineConfig(StrictModel):
                                      "of the trained student on data.eval.")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="How generated "
                                    "programs run (verification, evaluation, serving).")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="Serving the trained "
+                               "student over HTTP (mathdistill serve RUN_DIR).")
 
     @model_validator(mode="before")
     @classmethod

@@ -139,14 +139,17 @@ def generate_kpdd(
     student: str | os.PathLike | tuple[Any, Any],
     questions: Sequence[str],
     config: InferenceConfig | None = None,
+    generate_fn: Callable[..., list[list[str]]] | None = None,
 ) -> list[tuple[str, list[str]]]:
     """KPDD inference: (key points, solutions) per question. Key points are greedy; the
-    solutions follow ``config`` (k samples for maj@k)."""
+    solutions follow ``config`` (k samples for maj@k). ``generate_fn`` stands in for
+    :func:`generate` (same signature; tests script outputs with it)."""
     config = config or InferenceConfig()
-    student = _as_student(student, config)
+    step = generate_fn or generate
+    student = student if generate_fn else _as_student(student, config)
     greedy = config.model_copy(update={"num_samples": 1})
-    points = [o[0] for o in generate(student, [keypoints_source(q) for q in questions], greedy)]
-    solutions = generate(student, [solve_source(q, kp) for q, kp in zip(questions, points)], config)
+    points = [o[0] for o in step(student, [keypoints_source(q) for q in questions], greedy)]
+    solutions = step(student, [solve_source(q, kp) for q, kp in zip(questions, points)], config)
     return list(zip(points, solutions))
 
 

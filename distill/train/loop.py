@@ -13,7 +13,7 @@ here, inside the worker); loss, learning rate and tokens/s reported every ``log_
 at the end of the epoch, to the context and to TensorBoard (rank 0); then one checkpoint:
 
     config.json, model.safetensors, tokenizer files   (save_pretrained: transformers loads it)
-    trainer_state.json                                (epoch, global_step, history)
+    trainer_state.json                                (epoch, global_step, target, history)
     training_state.pt                                 (DDP: optimizer + scheduler, rank 0)
     deepspeed/                                        (DeepSpeed: engine checkpoint, every rank)
 
@@ -405,8 +405,9 @@ def _checkpoint(cfg: TrainConfig, ctx: LoopContext, base: Any, tokenizer: Any, d
                 base.save_pretrained(tmp)
         if rank == 0:
             tokenizer.save_pretrained(tmp)
+            # the target says how the checkpoint's outputs are read (serving a bare checkpoint)
             state = {"epoch": metrics["epoch"], "global_step": metrics["step"],
-                     "epochs": cfg.epochs, "history": history}
+                     "epochs": cfg.epochs, "target": cfg.target, "history": history}
             (Path(tmp) / TRAINER_STATE).write_text(json.dumps(state, indent=1))
             if ds_engine is None:
                 torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},

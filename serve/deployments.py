@@ -1,0 +1,294 @@
+"""Ray Serve deployments: one :class:`StudentServer` per model, behind the :class:`Gateway`.
+
+The gateway is a FastAPI ingress: it reads and checks each request (:mod:`serve.api`), sends
+every question to the named student's deployment through a handle, and maps what comes back to
+HTTP. A student replica holds one :class:`serve.solver.Solver` (the model, and a sandbox pool
+for program students sized from the replica's CPUs) and decodes the questions that arrive
+together in one ``@serve.batch`` call, off the event loop (a worker thread), so that health
+checks and new requests are answered while it decodes.
+
+Overload: the student deployment's ``max_queued_requests`` makes a handle call fail with
+``BackPressureError`` -> 503 with ``Retry-After``; the gateway's own queue limit is enforced by
+Serve's proxy in the same shape. A request not answered within ``request_timeout_s`` is
+cancelled -> 504. A replica that dies mid-request is retried on another (or its replacement)
+until the deadline.
+"""
+
+# No `from __future__ import annotations` here: Serve's class-based FastAPI views read the
+# route methods' signatures as written, and string annotations would turn `request: Request`
+# into a body field.
+import asyncio
+import logging
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+from ray.serve.metrics import Counter, Histogram
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve import api
+from serve.config import ServeConfig
+from serve.solver import SolveItem, SolveParams, Solver, StudentSpec
+
+__all__ = ["Gateway", "StudentServer", "fastapi_app"]
+
+logger = logging.getLogger("ray.serve")
+
+_LATENCY_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000]
+_BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+#: Seconds a client is told to wait after a 503.
+RETRY_AFTER_S = 1
+
+
+def _item_to_json(item: SolveItem) -> dict[str, Any]:
+    p = item.params
+    return {"question": item.question, "lang": item.lang,
+            "params": {"num_samples": p.num_samples, "temperature": p.temperature,
+                       "top_p": p.top_p, "seed": p.seed, "max_new_tokens": p.max_new_tokens,
+                       "stop": list(p.stop)}}
+
+
+def _item_from_json(data: dict[str, Any]) -> SolveItem:
+    p = dict(data["params"])
+    p["stop"] = tuple(p["stop"])
+    return SolveItem(question=data["question"], lang=data["lang"], params=SolveParams(**p))
+
+
+@serve.deployment
+class StudentServer:
+    """One student's replica: questions in, result dicts out (see :meth:`Solver.solve`)."""
+
+    def __init__(self, spec: dict[str, Any], config: dict[str, Any]):
+        self.spec = StudentSpec.from_json(spec)
+        self.config = ServeConfig.model_validate(config)
+        model = self.spec.name
+        self._errors = Counter("mathdistill_answer_errors", description="Answers not given, "
+                               "by why (no_answer, timeout, forbidden, unparsable, ...).",
+                               tag_keys=("model", "error"))
+        self._errors.set_default_tags({"model": model})  # (a new dict: Serve adds to it)
+        self._batch = Histogram("mathdistill_batch_size", description="Questions decoded "
+                                "together by one replica.", boundaries=_BATCH_SIZES,
+                                tag_keys=("model",))
+        self._batch.set_default_tags({"model": model})
+        self._solve_ms = Histogram("mathdistill_solve_latency_ms", description="Decoding and "
+                                   "reading one batch, ms.", boundaries=_LATENCY_MS,
+                                   tag_keys=("model",))
+        self._solve_ms.set_default_tags({"model": model})
+        self._sandbox_ms = Histogram("mathdistill_sandbox_ms", description="Running one "
+                                     "batch's programs in the sandbox, ms.",
+                                     boundaries=_LATENCY_MS, tag_keys=("model",))
+        self._sandbox_ms.set_default_tags({"model": model})
+        sandbox = self.config.sandbox.model_dump(mode="json") if self.config.sandbox else None
+        self.solver = Solver(self.spec, sandbox=sandbox,
+                             on_sandbox_s=lambda s: self._sandbox_ms.observe(s * 1000))
+        self.solve_batch.set_max_batch_size(self.config.max_batch_size)
+        self.solve_batch.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
+        self._lock = asyncio.Lock()
+
+    def check_health(self) -> None:
+        if not self.solver.healthy():
+            raise RuntimeError("the sandbox pool has no workers")
+
+    async def ready(self) -> bool:
+        return True
+
+    def _solve_now(self, items: list[SolveItem]) -> list[dict[str, Any]]:
+        t0 = time.perf_counter()
+        results = self.solver.solve(items)
+        self._solve_ms.observe((time.perf_counter() - t0) * 1000)
+        self._batch.observe(len(items))
+        for r in results:
+            if r["error"]:
+                self._errors.inc(tags={"error": r["error"]})
+        return results
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    async def solve_batch(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        parsed = [_item_from_json(i) for i in items]
+        async with self._lock:  # one decode at a time per replica, off the event loop
+            return await asyncio.to_thread(self._solve_now, parsed)
+
+    async def solve(self, item: dict[str, Any]) -> dict[str, Any]:
+        return await self.solve_batch(item)
+
+    def __del__(self) -> None:
+        solver = getattr(self, "solver", None)
+        if solver is not None:
+            solver.close()
+
+
+fastapi_app = FastAPI(title="mathdistill", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+def _error_response(err: api.ApiError) -> JSONResponse:
+    headers = dict(err.headers)
+    if err.status == 503:
+        headers.setdefault("Retry-After", str(RETRY_AFTER_S))
+    return JSONResponse(api.error_body(err), status_code=err.status, headers=headers)
+
+
+@fastapi_app.exception_handler(api.ApiError)
+async def _api_error(request: Request, exc: api.ApiError) -> JSONResponse:
+    return _error_response(exc)
+
+
+@fastapi_app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    return _error_response(api.ApiError(exc.status_code, str(exc.detail), code=code))
+
+
+@fastapi_app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = (exc.errors() or [{}])[0]
+    param = ".".join(str(p) for p in first.get("loc", ())) or None
+    return _error_response(api.ApiError(400, f"invalid request: {param}: {first.get('msg')}",
+                                        param=param, code="invalid_value"))
+
+
+@fastapi_app.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unexpected error on %s", request.url.path)  # the trace stays in the log
+    return _error_response(api.ApiError(500, "internal error", code="internal_error"))
+
+
+@serve.deployment
+@serve.ingress(fastapi_app)
+class Gateway:
+    """The HTTP face: routes, input checks, handles to the students, status mapping."""
+
+    def __init__(self, students: dict[str, Any], config: dict[str, Any]):
+        self.students = dict(students)  # model name -> DeploymentHandle
+        self.config = ServeConfig.model_validate(config)
+        self.created = int(time.time())
+        self._requests = Counter("mathdistill_requests", description="HTTP requests by model, "
+                                 "route and status.", tag_keys=("model", "route", "status"))
+        self._latency = Histogram("mathdistill_request_latency_ms", description="Time to "
+                                  "answer one HTTP request, ms.", boundaries=_LATENCY_MS,
+                                  tag_keys=("model", "route"))
+
+    # ------------------------------------------------------------------ plumbing
+    async def _body(self, request: Request) -> Any:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.config.max_body_bytes:
+            raise api.ApiError(413, f"request body over {self.config.max_body_bytes} bytes",
+                               code="body_too_large")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.config.max_body_bytes:
+                break
+        return api.read_json(body, request.headers.get("content-type"),
+                             self.config.max_body_bytes)
+
+    async def _ask(self, model: str, items: list[SolveItem], deadline: float) -> list[dict]:
+        """Every item answered by ``model``'s replicas (fanned out, batched there)."""
+        handle = self.students[model]
+
+        async def one(item: SolveItem) -> dict[str, Any]:
+            payload = _item_to_json(item)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise api.ApiError(504, f"no answer within {self.config.request_timeout_s} s",
+                                       code="timeout")
+                response = handle.solve.remote(payload)
+                try:
+                    return await asyncio.wait_for(response, timeout=left)
+                except asyncio.TimeoutError:
+                    response.cancel()
+                    raise api.ApiError(504, f"no answer within {self.config.request_timeout_s} s",
+                                       code="timeout") from None
+                except BackPressureError:
+                    raise api.ApiError(503, f"model {model!r} is at capacity; retry later",
+                                       code="overloaded") from None
+                except (RayActorError, DeploymentUnavailableError):
+                    # the replica died (or none is up yet): the controller replaces it
+                    await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+        tasks = [asyncio.ensure_future(one(i)) for i in items]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            raise
+
+    async def _serve(self, route: str, request: Request, handler) -> JSONResponse:
+        t0 = time.perf_counter()
+        model = "-"
+        try:
+            model, payload = await handler(await self._body(request),
+                                           time.monotonic() + self.config.request_timeout_s)
+            response = JSONResponse(payload)
+        except api.ApiError as err:
+            response = _error_response(err)
+        self._requests.inc(tags={"model": model, "route": route,
+                                 "status": str(response.status_code)})
+        self._latency.observe((time.perf_counter() - t0) * 1000,
+                              tags={"model": model, "route": route})
+        return response
+
+    # ------------------------------------------------------------------ routes
+    @fastapi_app.post("/v1/solve")
+    async def solve(self, request: Request) -> JSONResponse:
+        async def handle(data: Any, deadline: float):
+            req = api.parse(api.SolveRequest, data)
+            model = api.pick_model(req.model, list(self.students))
+            items = api.solve_items(req, self.config)
+            t0 = time.perf_counter()
+            [result] = await self._ask(model, items, deadline)
+            return model, api.solve_response(model, result, (time.perf_counter() - t0) * 1000)
+        return await self._serve("solve", request, handle)
+
+    @fastapi_app.post("/v1/solve/batch")
+    async def solve_batch(self, request: Request) -> JSONResponse:
+        async def handle(data: Any, deadline: float):
+            req = api.parse(api.BatchRequest, data)
+            model = api.pick_model(req.model, list(self.students))
+            items = api.solve_items(req, self.config)
+            t0 = time.perf_counter()
+            results = await self._ask(model, items, deadline)
+            ms = (time.perf_counter() - t0) * 1000
+            return model, {"model": model,
+                           "results": [api.solve_response(model, r, ms) for r in results]}
+        return await self._serve("solve_batch", request, handle)
+
+    @fastapi_app.post("/v1/chat/completions")
+    async def chat(self, request: Request) -> JSONResponse:
+        async def handle(data: Any, deadline: float):
+            req = api.parse(api.ChatRequest, data)
+            model = api.pick_model(req.model, list(self.students))
+            [result] = await self._ask(model, [api.chat_item(req, self.config)], deadline)
+            return model, api.chat_response(model, result)
+        return await self._serve("chat", request, handle)
+
+    @fastapi_app.post("/v1/completions")
+    async def completions(self, request: Request) -> JSONResponse:
+        async def handle(data: Any, deadline: float):
+            req = api.parse(api.CompletionRequest, data)
+            model = api.pick_model(req.model, list(self.students))
+            results = await self._ask(model, api.completion_items(req, self.config), deadline)
+            return model, api.completion_response(model, results)
+        return await self._serve("completions", request, handle)
+
+    @fastapi_app.get("/v1/models")
+    async def models(self) -> JSONResponse:
+        return JSONResponse(api.models_response(list(self.students), self.created))
+
+    @fastapi_app.get("/healthz")
+    async def healthz(self) -> JSONResponse:
+        async def ready(name: str, handle: Any) -> tuple[str, bool]:
+            try:
+                return name, bool(await asyncio.wait_for(handle.ready.remote(), timeout=5.0))
+            except Exception:  # noqa: BLE001 - any failure means "not ready"
+                return name, False
+        states = dict(await asyncio.gather(*(ready(n, h) for n, h in self.students.items())))
+        ok = all(states.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "models": states},
+                            status_code=200 if ok else 503)

@@ -1,0 +1,372 @@
+"""The pure core of serving: which student a path names, and questions -> answers.
+
+No Ray here (the deployments in :mod:`serve.deployments` wrap it). An answer over HTTP is the
+answer the evaluation report counted, because both go through the same code:
+:func:`distill.records.make_problem` reads the question's quantities and masks them,
+:func:`distill.evaluate.infer.generate` (or ``generate_kpdd``) decodes, and
+:func:`distill.evaluate.infer.prediction_rows` turns each output into an answer (equations
+evaluated exactly, programs run in the sandbox), voted by
+:func:`distill.evaluate.report.majority_answer` when there are several samples.
+
+* :func:`resolve_student` -- a run directory or a checkpoint folder (optionally ``NAME=PATH``)
+  -> :class:`StudentSpec` (checkpoint, target, decoding settings, sandbox limits).
+* :class:`Solver` -- a loaded student; :meth:`Solver.solve` takes :class:`SolveItem` s and
+  returns one result dict per item, in order (the ``/v1/solve`` response fields but
+  ``model`` and ``latency_ms``, plus ``samples`` and token counts for the OpenAI routes).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from distill.configbase import ConfigError
+from distill.evaluate.config import InferenceConfig
+
+__all__ = ["SolveItem", "SolveParams", "Solver", "StudentSpec", "resolve_student",
+           "answer_kind", "TARGET_KINDS"]
+
+#: What each training target's output is, in the API's ``kind`` field.
+TARGET_KINDS = {"equation_prefix": "equation", "equation_infix": "equation", "pot": "program",
+                "kpdd": "program", "cot": "cot"}
+
+#: A question the server could not turn into a problem (its quantities could not be read).
+ERROR_BAD_QUESTION = "bad_question"
+#: The output gave no answer and no more specific reason.
+ERROR_NO_ANSWER = "no_answer"
+
+
+def answer_kind(target: str) -> str:
+    """``equation``, ``program`` or ``cot`` for a training target (ValueError if unknown)."""
+    try:
+        return TARGET_KINDS[target]
+    except KeyError:
+        raise ValueError(f"target {target!r} cannot be served; served targets: "
+                         f"{', '.join(TARGET_KINDS)}") from None
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """One student to serve: everything a replica needs to load and read it (JSON-able)."""
+
+    name: str
+    checkpoint: str
+    target: str
+    inference: dict[str, Any] = field(default_factory=dict)  # InferenceConfig fields
+    sandbox: dict[str, Any] | None = None  # SandboxConfig fields (program students)
+    source: str = ""  # the path the user gave
+
+    def inference_config(self) -> InferenceConfig:
+        return InferenceConfig.model_validate(self.inference)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "StudentSpec":
+        return cls(**data)
+
+
+def _run_config(run_dir: Path):
+    from distill.config import load_config
+
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise ConfigError(f"{run_dir}: a run directory needs its config.yaml (missing)")
+    return load_config(config_file)
+
+
+def _run_of_checkpoint(checkpoint: Path) -> Path | None:
+    """The run directory a checkpoint folder was trained in (RUN/train/student/epoch_N)."""
+    run = checkpoint.parent.parent.parent
+    if (run / "manifest.json").is_file() and (run / "config.yaml").is_file():
+        return run
+    return None
+
+
+def resolve_student(location: str | Path, name: str | None = None) -> StudentSpec:
+    """The student a path names: a run directory (its train stage's final checkpoint, read
+    as its config's ``train.target``, decoded with its ``evaluate.inference`` settings) or a
+    checkpoint folder (its target from ``trainer_state.json``, or from the run it sits in).
+    ``NAME=PATH`` names the model; otherwise the run's name (a bare checkpoint: its folder name).
+    Raises :class:`ConfigError` naming the path when it is neither, or has no known target."""
+    from distill.pipeline import final_student
+    from distill.train.students import is_student_dir
+
+    text = str(location)
+    if name is None and "=" in text and not Path(text).exists():
+        name, text = text.split("=", 1)
+        if not name:
+            raise ConfigError(f"{location!r}: empty model name before '='")
+    path = Path(text).expanduser().resolve()
+    if not path.exists():
+        raise ConfigError(f"{text}: no such run directory or checkpoint folder")
+    run: Path | None = None
+    if (path / "manifest.json").is_file():
+        run = path
+        try:
+            checkpoint = final_student(path)
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from None
+    elif is_student_dir(path):
+        checkpoint = path
+        run = _run_of_checkpoint(path)
+    else:
+        raise ConfigError(f"{text}: neither a run directory (no manifest.json) nor a student "
+                          "checkpoint (no config.json and tokenizer_config.json)")
+    target = None
+    state = checkpoint / "trainer_state.json"
+    if state.is_file():
+        target = json.loads(state.read_text(encoding="utf-8")).get("target")
+    inference: dict[str, Any] = {}
+    sandbox: dict[str, Any] | None = None
+    if run is not None:
+        config = _run_config(run)
+        target = target or config.train.target
+        inference = config.evaluate.inference.model_dump(mode="json")
+        sandbox = config.sandbox.model_dump(mode="json")
+        name = name or config.name
+    if target is None:
+        raise ConfigError(f"{text}: the checkpoint does not record its training target "
+                          "(trainer_state.json has no 'target') and is not inside a run "
+                          "directory; serve the run directory instead")
+    try:
+        answer_kind(target)
+    except ValueError as e:
+        raise ConfigError(f"{text}: {e}") from None
+    inference = dict(inference, num_samples=1)  # per request from here on
+    return StudentSpec(name=name or path.name, checkpoint=str(checkpoint), target=target,
+                       inference=inference, sandbox=sandbox, source=str(location))
+
+
+@dataclass(frozen=True)
+class SolveParams:
+    """How one request decodes. Requests with equal params share a generate() call.
+
+    ``temperature`` None: greedy for one sample, the student's configured temperature for
+    several; 0: greedy (several samples are then copies). ``stop``: output text is cut at the
+    first of these strings before it is read."""
+
+    num_samples: int = 1
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    max_new_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SolveItem:
+    question: str
+    lang: str | None = None
+    params: SolveParams = SolveParams()
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    cut = len(text)
+    for s in stop:
+        i = text.find(s) if s else -1
+        if i >= 0:
+            cut = min(cut, i)
+    return text[:cut]
+
+
+def equation_over_numbers(output: str, quantities: Sequence[str], notation: str) -> str | None:
+    """An equation output over N0, N1, ... as infix text over the question's numbers
+    (``* N0 + N1 N2`` with 3, 4, 5 -> ``3 * (4 + 5)``); None when it does not parse or names a
+    quantity the question lacks."""
+    from distill.equations import (EquationError, parse, parse_prefix, placeholders, substitute,
+                                   to_infix)
+    from distill.quantities import parse_number
+
+    try:
+        tree = parse_prefix(output) if notation == "prefix" else parse(output)
+        if any(i >= len(quantities) for i in placeholders(tree)):
+            return None
+        values = {f"N{i}": parse_number(q) for i, q in enumerate(quantities)}
+        return to_infix(substitute(tree, values))
+    except (EquationError, TypeError, ValueError):
+        return None
+
+
+class Solver:
+    """A loaded student that answers questions.
+
+    ``student``: a loaded ``(model, tokenizer)`` (tests), else the spec's checkpoint is loaded
+    onto the device this process holds. ``execute``: runs a list of programs and returns results
+    with ``answer`` / ``error`` (program students only); without it a sandbox pool is started
+    with the spec's limits (or ``sandbox``) and closed by :meth:`close`. ``on_sandbox_s`` is
+    called with the seconds each batch of programs took (metrics). ``generate``: a stand-in for
+    :func:`distill.evaluate.infer.generate` with its signature (tests script outputs with it);
+    KPDD's two steps call it too.
+    """
+
+    def __init__(self, spec: StudentSpec, *, student: tuple[Any, Any] | None = None,
+                 execute: Callable[[list[str]], Sequence[Any]] | None = None,
+                 sandbox: dict[str, Any] | None = None,
+                 on_sandbox_s: Callable[[float], None] | None = None,
+                 generate: Callable[..., list[list[str]]] | None = None):
+        from distill.evaluate.infer import load_for_inference
+
+        self.spec = spec
+        self.kind = answer_kind(spec.target)
+        self.inference = spec.inference_config()
+        self._generate = generate
+        if student is None and generate is None:
+            student = load_for_inference(spec.checkpoint, self.inference)
+        self.student = student  # None only with a stand-in ``generate``
+        self._pool = None
+        self._on_sandbox_s = on_sandbox_s
+        if self.kind == "program" and execute is None:
+            from distill.sandbox import SandboxConfig, SandboxPool
+
+            limits = sandbox if sandbox is not None else (spec.sandbox or {})
+            self._pool = SandboxPool(SandboxConfig.model_validate(limits))
+            self._pool.start()
+            execute = self._pool.run_many
+        self._execute = execute
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def healthy(self) -> bool:
+        """False when the sandbox pool this solver started can no longer run programs."""
+        return self._pool is None or bool(self._pool.worker_pids())
+
+    # ---------------------------------------------------------------- decoding
+    def _config_for(self, params: SolveParams) -> InferenceConfig:
+        update: dict[str, Any] = {"num_samples": params.num_samples}
+        greedy = params.temperature == 0 or (params.temperature is None
+                                             and params.num_samples == 1)
+        if greedy:
+            update["num_samples"] = 1
+        elif params.temperature is not None:
+            update["temperature"] = params.temperature
+        if params.top_p is not None and not greedy:
+            update["top_p"] = params.top_p
+        if params.seed is not None:
+            update["seed"] = params.seed
+        if params.max_new_tokens is not None:
+            update["max_new_tokens"] = min(params.max_new_tokens, self.inference.max_new_tokens)
+        return self.inference.model_copy(update=update)
+
+    def _decode(self, sources: list[str], params: SolveParams) -> tuple[list[list[str]],
+                                                                         list[str | None]]:
+        """Outputs (num_samples each) and KPDD key points (None for other targets)."""
+        from distill.evaluate.infer import generate, generate_kpdd
+
+        config = self._config_for(params)
+        if self.spec.target == "kpdd":
+            pairs = generate_kpdd(self.student, sources, config, generate_fn=self._generate)
+            outputs, points = [sols for _, sols in pairs], [kp for kp, _ in pairs]
+        else:
+            outputs = (self._generate or generate)(self.student, sources, config)
+            points = [None] * len(sources)
+        k = params.num_samples
+        outputs = [(o * k)[:k] if len(o) < k else o for o in outputs]  # greedy copies
+        if params.stop:
+            outputs = [[_cut_at_stop(t, params.stop) for t in o] for o in outputs]
+        return outputs, points
+
+    def _timed_execute(self, programs: list[str]) -> Sequence[Any]:
+        t0 = time.perf_counter()
+        try:
+            return self._execute(programs)
+        finally:
+            if self._on_sandbox_s is not None:
+                self._on_sandbox_s(time.perf_counter() - t0)
+
+    def _token_count(self, text: str) -> int:
+        if self.student is None:  # a stand-in generate: words stand for tokens
+            return len(text.split())
+        return len(self.student[1](text, add_special_tokens=False)["input_ids"])
+
+    # ---------------------------------------------------------------- answering
+    def solve(self, items: Sequence[SolveItem]) -> list[dict[str, Any]]:
+        """One result per item, in order. Never raises for one bad question: its result has
+        ``answer`` None and ``error`` saying why."""
+        from distill.evaluate.infer import prediction_rows, source_column
+        from distill.records import RecordError, make_problem
+
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        problems: list[dict[str, Any] | None] = []
+        for i, item in enumerate(items):
+            try:
+                problems.append(make_problem(dataset="serve", split="request", source_id=i,
+                                             question=item.question, answer=None,
+                                             lang=item.lang))
+            except (RecordError, ValueError, OverflowError) as e:
+                problems.append(None)
+                results[i] = self._empty(str(item.question), ERROR_BAD_QUESTION, str(e))
+        column = source_column(self.spec.target)
+        groups: dict[SolveParams, list[int]] = {}
+        for i, item in enumerate(items):
+            if problems[i] is not None:
+                groups.setdefault(item.params, []).append(i)
+        for params, idx in groups.items():
+            rows = [problems[i] for i in idx]
+            outputs, points = self._decode([str(r[column]) for r in rows], params)
+            execute = self._timed_execute if self.kind == "program" else None
+            preds = prediction_rows(rows, outputs, self.spec.target, execute)
+            per_item = [preds[j * params.num_samples:(j + 1) * params.num_samples]
+                        for j in range(len(rows))]
+            for i, row, outs, kp, samples in zip(idx, rows, outputs, points, per_item):
+                results[i] = self._result(row, outs, kp, samples)
+        return [r for r in results if r is not None]
+
+    def _empty(self, question: str, error: str, detail: str) -> dict[str, Any]:
+        return {"answer": None, "kind": self.kind, "rationale": "", "equation": None,
+                "program": None, "quantities": [], "votes": None, "error": error,
+                "detail": detail, "samples": [],
+                "prompt_tokens": self._token_count(question), "completion_tokens": 0}
+
+    def _result(self, problem: dict[str, Any], outputs: list[str], key_points: str | None,
+                samples: list[dict[str, Any]]) -> dict[str, Any]:
+        from distill.evaluate.infer import source_column
+        from distill.evaluate.report import majority_answer
+
+        answers = [_canonical(s["predicted"]) for s in samples]
+        voted, _ = majority_answer(answers)
+        votes = None
+        if len(samples) > 1:
+            votes = {}
+            for a in answers:
+                if a is not None:
+                    votes[a] = votes.get(a, 0) + 1
+        # the rationale shown is the first sample that gives the voted answer
+        chosen = next((j for j, a in enumerate(answers) if a is not None and a == voted), 0)
+        output = outputs[chosen]
+        error = None
+        if voted is None:
+            error = next((s["error"] for s in samples if s["error"]), None) or ERROR_NO_ANSWER
+        equation = None
+        if self.kind == "equation":
+            equation = equation_over_numbers(output, problem["quantities"],
+                                             self.spec.target.split("_", 1)[1])
+        rationale = output if key_points is None else f"{key_points}\n{output}"
+        return {
+            "answer": voted, "kind": self.kind, "rationale": rationale, "equation": equation,
+            "program": output if self.kind == "program" else None,
+            "quantities": list(problem["quantities"]), "votes": votes, "error": error,
+            "detail": None,
+            "samples": [{"text": o if key_points is None else f"{key_points}\n{o}",
+                         "answer": a, "error": s["error"] if a is None else None}
+                        for o, a, s in zip(outputs, answers, samples)],
+            "prompt_tokens": self._token_count(str(problem[source_column(self.spec.target)])),
+            "completion_tokens": sum(self._token_count(o) for o in outputs),
+        }
+
+
+def _canonical(predicted: str | None) -> str | None:
+    """An answer as the report writes it: canonical when it is a number, else as given."""
+    if predicted is None:
+        return None
+    from distill.quantities import canonical, parse_answer
+
+    value = parse_answer(predicted).value
+    return canonical(value) if value is not None else predicted

@@ -1,0 +1,295 @@
+"""Serving without Ray: request checks, the solver (scripted outputs, the real sandbox), which
+student a path names, the Serve options and the strict Serve config check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from distill.configbase import ConfigError
+from distill.evaluate.config import InferenceConfig
+from serve import api
+from serve.config import ServeConfig
+from serve.schema_check import check_serve_config, check_serve_file
+from serve.solver import SolveItem, SolveParams, Solver, StudentSpec, resolve_student
+
+REPO = Path(__file__).resolve().parents[1]
+CFG = ServeConfig()
+
+
+# ------------------------------------------------------------------------------ bad input
+def _refused(fn, *args) -> api.ApiError:
+    with pytest.raises(api.ApiError) as e:
+        fn(*args)
+    body = api.error_body(e.value)
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert "Traceback" not in body["error"]["message"]
+    return e.value
+
+
+JSON = "application/json"
+
+
+@pytest.mark.parametrize("body, ctype, status, code", [
+    (b"{not json", JSON, 400, "invalid_json"),
+    (b"", JSON, 400, "invalid_json"),
+    (b'{"question": "x"}', "text/plain", 415, "unsupported_media_type"),
+    (b'{"question": "x"}', None, 415, "unsupported_media_type"),
+    (b'{"question": "x"}', "application/json; charset=latin-1", 415, "unsupported_media_type"),
+    (b'{"question": "\xff\xfe"}', JSON, 400, "invalid_utf8"),
+    (b"[" * 100000 + b"]" * 100000, JSON, 413, "body_too_large"),
+    (b"[" * 50000 + b"]" * 50000, JSON, 400, "invalid_json"),  # nested too deeply
+])
+def test_bodies_that_are_not_json_objects(body, ctype, status, code) -> None:
+    err = _refused(api.read_json, body, ctype, 150_000)
+    assert (err.status, err.code) == (status, code)
+
+
+def test_a_utf8_charset_is_accepted() -> None:
+    assert api.read_json('{"q": "三"}'.encode(), "application/json; charset=UTF-8", 1000) == {"q": "三"}
+
+
+@pytest.mark.parametrize("data, status, param", [
+    ([1, 2], 400, None),                                         # not an object
+    ({}, 400, "question"),                                       # missing question
+    ({"question": 5}, 400, "question"),                          # not a string
+    ({"question": None}, 400, "question"),
+    ({"question": "   "}, 400, "question"),                      # empty
+    ({"question": "x" * 4097}, 400, "question"),                 # over the limit
+    ({"question": "a\x00b"}, 400, "question"),
+    ({"question": "2+2?", "num_samples": 0}, 400, "num_samples"),
+    ({"question": "2+2?", "num_samples": 17}, 400, "num_samples"),
+    ({"question": "2+2?", "num_samples": "3"}, 400, "num_samples"),
+    ({"question": "2+2?", "lang": "fr"}, 400, "lang"),
+    ({"question": "2+2?", "qestion": "typo"}, 400, "qestion"),   # unknown field
+    ({"question": "2+2?", "model": "nope"}, 404, "model"),       # unknown model
+])
+def test_solve_requests_refused(data, status, param) -> None:
+    def handle():
+        req = api.parse(api.SolveRequest, data)
+        api.pick_model(req.model, ["m"])
+        api.solve_items(req, CFG)
+    err = _refused(handle)
+    assert (err.status, err.param) == (status, param)
+
+
+@pytest.mark.parametrize("data, param", [
+    ({"questions": []}, "questions"),
+    ({"questions": ["ok"] * 257}, "questions"),
+    ({"questions": ["ok", ""]}, "questions.1"),
+    ({"questions": ["ok", 3]}, "questions.1"),
+    ({"questions": "one string"}, "questions"),
+])
+def test_batch_requests_refused(data, param) -> None:
+    err = _refused(lambda: api.solve_items(api.parse(api.BatchRequest, data), CFG))
+    assert (err.status, err.param) == (400, param)
+
+
+def test_model_is_required_only_when_several_are_served() -> None:
+    assert api.pick_model(None, ["only"]) == "only"
+    err = _refused(api.pick_model, None, ["a", "b"])
+    assert (err.status, err.param) == (400, "model")
+
+
+def test_openai_requests() -> None:
+    chat = api.parse(api.ChatRequest, {
+        "model": "m", "n": 3, "temperature": 0.5, "top_p": 0.9, "seed": 4, "max_tokens": 20,
+        "stop": ["\n\n"], "user": "ignored", "messages": [
+            {"role": "system", "content": "You solve math."},
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "..."},
+            {"role": "user", "content": [{"type": "text", "text": "Tom has 3 apples."}]}]})
+    item = api.chat_item(chat, CFG)
+    assert item.question == "Tom has 3 apples."
+    assert item.params == SolveParams(num_samples=3, temperature=0.5, top_p=0.9, seed=4,
+                                      max_new_tokens=20, stop=("\n\n",))
+    for bad, param in [({"messages": [{"role": "system", "content": "x"}]}, "messages"),
+                       ({"messages": [{"role": "user", "content": "x"}], "stream": True}, "stream"),
+                       ({"messages": [{"role": "user", "content": "x"}], "n": 0}, "n"),
+                       ({"messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
+                       ({"messages": "hi"}, "messages")]:
+        err = _refused(lambda: api.chat_item(api.parse(api.ChatRequest, bad), CFG))
+        assert (err.status, err.param) == (400, param), bad
+    comp = api.parse(api.CompletionRequest, {"prompt": ["a 1", "b 2"], "max_tokens": 5})
+    assert [i.question for i in api.completion_items(comp, CFG)] == ["a 1", "b 2"]
+
+
+def test_overload_and_deadline_statuses_say_so() -> None:
+    assert api.ApiError(503, "busy").type == "overloaded_error"
+    assert api.ApiError(504, "late").type == "timeout_error"
+    assert api.ApiError(400, "bad").type == "invalid_request_error"
+
+
+# ------------------------------------------------------------------------------ the solver
+def _spec(target: str, **kw) -> StudentSpec:
+    return StudentSpec(name="m", checkpoint="/nonexistent", target=target,
+                       inference=InferenceConfig(max_new_tokens=16).model_dump(), **kw)
+
+
+def _scripted(outputs: dict[str, list[str]], calls: list | None = None):
+    """A stand-in for generate(): the listed outputs per source (cycled to num_samples)."""
+    def generate(student, sources, config):
+        if calls is not None:
+            calls.append((list(sources), config))
+        k = config.num_samples
+        return [[outputs[s][i % len(outputs[s])] for i in range(k)] for s in sources]
+    return generate
+
+
+Q1 = "Tom has 3 apples and buys 4 more. How many apples does he have?"
+Q1_MASKED = "Tom has N0 apples and buys N1 more. How many apples does he have?"
+Q2 = "A box holds 12 pens. How many pens are in 5 boxes?"
+Q2_MASKED = "A box holds N0 pens. How many pens are in N1 boxes?"
+
+
+def test_an_equation_student_answers_with_the_question_numbers() -> None:
+    calls: list = []
+    solver = Solver(_spec("equation_prefix"), generate=_scripted(
+        {Q1_MASKED: ["+ N0 N1"], Q2_MASKED: ["* N0 N9"]}, calls))
+    r1, bad, r2 = solver.solve([SolveItem(Q1), SolveItem("   "), SolveItem(Q2)])
+    assert (r1["answer"], r1["kind"], r1["equation"], r1["quantities"]) == ("7", "equation", "3 + 4",
+                                                                            ["3", "4"])
+    assert r1["rationale"] == "+ N0 N1" and r1["error"] is None and r1["votes"] is None
+    assert (bad["answer"], bad["error"]) == (None, "bad_question")
+    assert (r2["answer"], r2["error"], r2["equation"]) == (None, "unparsable", None)  # N9: none
+    assert len(calls) == 1 and calls[0][0] == [Q1_MASKED, Q2_MASKED]  # one batch, greedy
+    assert calls[0][1].num_samples == 1
+
+
+def test_samples_are_voted_and_requests_with_other_params_decode_apart() -> None:
+    calls: list = []
+    solver = Solver(_spec("equation_prefix"), generate=_scripted(
+        {Q1_MASKED: ["+ N0 N1", "- N1 N0", "+ N1 N0", "junk"]}, calls))
+    voted, greedy, seeded = solver.solve([
+        SolveItem(Q1, params=SolveParams(num_samples=4)), SolveItem(Q1),
+        SolveItem(Q1, params=SolveParams(num_samples=4, seed=9, temperature=1.2))])
+    assert voted["answer"] == "7" and voted["votes"] == {"7": 2, "1": 1}
+    assert voted["rationale"] == "+ N0 N1" and len(voted["samples"]) == 4
+    assert greedy["votes"] is None and greedy["answer"] == "7"
+    assert [c[1].num_samples for c in calls] == [4, 1, 4]
+    assert calls[2][1].seed == 9 and calls[2][1].temperature == 1.2
+    # temperature 0 is greedy: one decode, copied to the samples asked for
+    calls.clear()
+    [copies] = solver.solve([SolveItem(Q1, params=SolveParams(num_samples=3, temperature=0))])
+    assert calls[0][1].num_samples == 1 and copies["votes"] == {"7": 3}
+
+
+def test_stop_cuts_the_output_before_it_is_read() -> None:
+    solver = Solver(_spec("cot"), generate=_scripted(
+        {Q1: ["3 + 4 = 7. The answer is 7.\n\nNext question: 9"]}))
+    [r] = solver.solve([SolveItem(Q1, params=SolveParams(stop=("\n\n",)))])
+    assert r["answer"] == "7" and r["rationale"] == "3 + 4 = 7. The answer is 7." and r["kind"] == "cot"
+    chat = api.chat_response("m", r)
+    assert chat["choices"][0]["message"]["content"] == (
+        "3 + 4 = 7. The answer is 7.\nThe answer is 7.")
+    assert chat["usage"]["total_tokens"] == chat["usage"]["prompt_tokens"] + \
+        chat["usage"]["completion_tokens"] > 0
+
+
+def test_program_students_run_in_the_sandbox_and_hostile_programs_are_contained() -> None:
+    programs = {Q1: ["ans = 3 + 4"], Q2: ["import os\nans = os.getuid()"],
+                "How long is 1 forever loop?": ["while True:\n    pass"]}
+    solver = Solver(_spec("pot"), generate=_scripted(programs),
+                    sandbox={"timeout_s": 1.0, "workers": 1, "warmup": False})
+    try:
+        ok, forbidden, loop, after = solver.solve(
+            [SolveItem(q) for q in (Q1, Q2, "How long is 1 forever loop?", Q1)])
+        assert (ok["answer"], ok["kind"], ok["program"]) == ("7", "program", "ans = 3 + 4")
+        assert (forbidden["answer"], forbidden["error"]) == (None, "forbidden")
+        assert (loop["answer"], loop["error"]) == (None, "timeout")
+        assert after["answer"] == "7"
+        assert solver.healthy()
+    finally:
+        solver.close()
+
+
+def test_kpdd_students_show_their_key_points() -> None:
+    from distill.sft.core import keypoints_source, solve_source
+
+    points = "Core question: how many apples\nProblem-solving information: 3 and 4 more"
+    solver = Solver(_spec("kpdd"), generate=_scripted(
+        {keypoints_source(Q1): [points], solve_source(Q1, points): ["ans = 3 + 4"]}),
+        execute=lambda codes: [type("R", (), {"answer": "7", "error": None})() for _ in codes])
+    [r] = solver.solve([SolveItem(Q1)])
+    assert r["answer"] == "7" and r["rationale"] == f"{points}\nans = 3 + 4"
+    assert r["program"] == "ans = 3 + 4"
+
+
+# ------------------------------------------------------------------ which student a path names
+def _checkpoint(folder: Path, target: str | None) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "tokenizer_config.json").write_text("{}")
+    if target:
+        (folder / "trainer_state.json").write_text(json.dumps({"epoch": 1, "target": target}))
+    return folder
+
+
+def test_resolve_student_from_a_run_or_a_checkpoint(tmp_path: Path) -> None:
+    from distill.config import dump_config, load_config
+
+    run = tmp_path / "run"
+    ckpt = _checkpoint(run / "train" / "student" / "epoch_0002", None)
+    cfg = load_config(REPO / "configs" / "quickstart.yaml")
+    dump_config(cfg, run / "config.yaml")
+    (run / "manifest.json").write_text("{}")
+    (run / "train" / "result.json").write_text(json.dumps(
+        {"checkpoint_dir": "train/student/epoch_0002"}))
+    spec = resolve_student(run)
+    assert (spec.name, spec.target, Path(spec.checkpoint)) == ("quickstart", "equation_prefix", ckpt)
+    assert spec.inference["max_new_tokens"] == 48 and spec.inference["num_samples"] == 1
+    assert resolve_student(f"mine={run}").name == "mine"
+    assert resolve_student(ckpt).target == "equation_prefix"  # from the run it sits in
+    bare = _checkpoint(tmp_path / "bare", "pot")
+    assert (resolve_student(bare).target, resolve_student(bare).name) == ("pot", "bare")
+    with pytest.raises(ConfigError, match="does not record its training target"):
+        resolve_student(_checkpoint(tmp_path / "old", None))
+    with pytest.raises(ConfigError, match="no such run directory"):
+        resolve_student(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="neither a run directory"):
+        resolve_student(tmp_path / "empty")
+    with pytest.raises(ConfigError, match="cannot be served"):
+        resolve_student(_checkpoint(tmp_path / "odd", "masked_equation"))
+
+
+# ------------------------------------------------------------------------------ Serve options
+def test_serve_config_becomes_serve_options() -> None:
+    cfg = ServeConfig(replicas="auto", num_cpus=2, num_gpus=0.5, max_batch_size=8,
+                      max_ongoing_requests=24, max_queued_requests=99,
+                      autoscaling={"min_replicas": 1, "max_replicas": 5,
+                                   "target_ongoing_requests": 3})
+    opts = cfg.student_deployment_options("student-0")
+    assert opts["ray_actor_options"] == {"num_cpus": 2, "num_gpus": 0.5}
+    assert (opts["max_ongoing_requests"], opts["max_queued_requests"]) == (24, 99)
+    assert opts["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 5,
+                                          "target_ongoing_requests": 3}
+    assert "num_replicas" not in opts
+    fixed = ServeConfig(replicas=3).student_deployment_options("s")
+    assert fixed["num_replicas"] == 3 and "autoscaling_config" not in fixed
+    assert ServeConfig(host="0.0.0.0", port=9001, route_prefix="/math").url() == \
+        "http://127.0.0.1:9001/math"
+    with pytest.raises(ValueError, match="batches never fill"):
+        ServeConfig(max_batch_size=64, max_ongoing_requests=8)
+    with pytest.raises(ValueError, match="extra"):
+        ServeConfig(target_ongoing_request=3)
+
+
+def test_the_shipped_serve_config_file_is_sound_and_typos_are_caught() -> None:
+    assert check_serve_file(REPO / "serve" / "config.yaml") == []
+    data = yaml.safe_load((REPO / "serve" / "config.yaml").read_text())
+    app = data["applications"][0]
+    app["deployments"] = [{"name": "student-0", "autoscaling_config": {
+        "min_replicas": 1, "target_ongoing_request": 2}, "ray_actor_options": {"num_cpu": 1}}]
+    app["args"]["serve"]["max_batch"] = 4
+    app["rout_prefix"] = "/x"
+    data["http_options"]["prot"] = 1
+    problems = "\n".join(check_serve_config(data))
+    for wrong, right in [("target_ongoing_request", "target_ongoing_requests"),
+                         ("num_cpu", "num_cpus"), ("rout_prefix", "route_prefix"),
+                         ("prot", "port")]:
+        assert f"unknown key {wrong!r} (did you mean {right!r}?)" in problems, problems
+    assert "args.serve.max_batch" in problems
