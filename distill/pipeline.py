@@ -163,11 +163,8 @@ def _sft_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> di
                            rationales_dir=run_dir / config.teacher / "rationales", out=out)
 
 
-TRAIN_RESULT = "result.json"
-
-
 def _train_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
-    from distill.train.stage import fit
+    from distill.train.stage import TRAIN_RESULT, fit
 
     result = fit(config.train, run_dir / "sft" / "examples.parquet", storage_path=out,
                  resources=config.ray.for_stage("train"), log=log)
@@ -181,21 +178,9 @@ def _train_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> 
     return {k: v for k, v in summary.items() if k != "history"}
 
 
-def final_student(run_dir: str | Path) -> Path:
-    """The checkpoint folder of the student a run's train stage finished with.
-
-    Raises FileNotFoundError naming the run when its train stage has not completed."""
-    run_dir = Path(run_dir)
-    result = run_dir / "train" / TRAIN_RESULT
-    if not result.is_file():
-        raise FileNotFoundError(f"{run_dir}: no trained student ({result} is missing; "
-                                "the run's train stage has not completed)")
-    # runs written before 2026-12-03 recorded an absolute path; Path joins keep those as they are
-    return run_dir / json.loads(result.read_text())["checkpoint_dir"]
-
-
 def _evaluate_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
     from distill.evaluate.stage import evaluate_student
+    from distill.train.stage import final_student
 
     student = str(final_student(run_dir))
     sets = {s.label: _problems(run_dir, "eval/" + s.label.replace(":", "_"))

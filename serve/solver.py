@@ -70,13 +70,29 @@ class StudentSpec:
         return cls(**data)
 
 
-def _run_config(run_dir: Path):
-    from distill.config import load_config
+def _run_sections(run_dir: Path) -> dict[str, Any]:
+    """What serving reads of a run's config.yaml (a full dump of the run's resolved config):
+    its name, the training target, the evaluation's decoding and the sandbox limits, each
+    validated by its own section's model."""
+    import yaml
+
+    from distill.evaluate.config import EvaluateConfig
+    from distill.sandbox.config import SandboxConfig
+    from distill.train.config import TrainConfig
 
     config_file = run_dir / "config.yaml"
-    if not config_file.is_file():
-        raise ConfigError(f"{run_dir}: a run directory needs its config.yaml (missing)")
-    return load_config(config_file)
+    try:
+        data = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        return {"name": data.get("name"),
+                "target": TrainConfig.model_validate(data.get("train") or {}).target,
+                "inference": EvaluateConfig.model_validate(
+                    data.get("evaluate") or {}).inference.model_dump(mode="json"),
+                "sandbox": SandboxConfig.model_validate(
+                    data.get("sandbox") or {}).model_dump(mode="json")}
+    except FileNotFoundError:
+        raise ConfigError(f"{run_dir}: a run directory needs its config.yaml (missing)") from None
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"{config_file}: {e}") from None
 
 
 def _run_of_checkpoint(checkpoint: Path) -> Path | None:
@@ -93,7 +109,7 @@ def resolve_student(location: str | Path, name: str | None = None) -> StudentSpe
     checkpoint folder (its target from ``trainer_state.json``, or from the run it sits in).
     ``NAME=PATH`` names the model; otherwise the run's name (a bare checkpoint: its folder name).
     Raises :class:`ConfigError` naming the path when it is neither, or has no known target."""
-    from distill.pipeline import final_student
+    from distill.train.stage import final_student
     from distill.train.students import is_student_dir
 
     text = str(location)
@@ -124,11 +140,10 @@ def resolve_student(location: str | Path, name: str | None = None) -> StudentSpe
     inference: dict[str, Any] = {}
     sandbox: dict[str, Any] | None = None
     if run is not None:
-        config = _run_config(run)
-        target = target or config.train.target
-        inference = config.evaluate.inference.model_dump(mode="json")
-        sandbox = config.sandbox.model_dump(mode="json")
-        name = name or config.name
+        sections = _run_sections(run)
+        target = target or sections["target"]
+        inference, sandbox = sections["inference"], sections["sandbox"]
+        name = name or sections["name"]
     if target is None:
         raise ConfigError(f"{text}: the checkpoint does not record its training target "
                           "(trainer_state.json has no 'target') and is not inside a run "

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from distill import provenance
 from distill.cli import app
 from distill.config import ConfigError, PipelineConfig, load_config
-from distill.pipeline import (RUN_FORMAT, RunDirError, final_student, open_run_dir, run_pipeline,
-                             stages_for)
+from distill.pipeline import RUN_FORMAT, RunDirError, open_run_dir, run_pipeline, stages_for
+from distill.train.stage import final_student
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

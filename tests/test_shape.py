@@ -1,5 +1,5 @@
 """The package's shape: every stage package imports without Ray, torch, transformers or vLLM
-(the pure core stays light), and the packages under distill/ import each other without cycles,
+(the pure core stays light), and the packages under distill/ and serve/ import each other without cycles,
 the shared layer never reaching up into a stage."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = REPO_ROOT / "distill"
+SERVE = REPO_ROOT / "serve"  # the serving stage sits at the top level, as the design asks
 
 STAGE_PACKAGES = ["data", "search", "generate", "sft", "train", "evaluate", "sandbox"]
 HEAVY = ["ray", "torch", "transformers", "vllm"]
@@ -22,7 +23,8 @@ HEAVY = ["ray", "torch", "transformers", "vllm"]
 SHARED = {"records", "quantities", "grading", "equations", "configbase", "devices", "provenance",
           "sandbox", "resources", "registry"}
 # Stages and what drives them (the pipeline, the CLI, the whole-run config).
-STAGES = {"data", "search", "generate", "sft", "train", "evaluate", "pipeline", "cli", "config"}
+STAGES = {"data", "search", "generate", "sft", "train", "evaluate", "serve", "pipeline", "cli",
+          "config"}
 
 
 # ------------------------------------------------------------------- imports without Ray
@@ -37,6 +39,17 @@ def test_stage_package_imports_without_heavy_dependencies(stage: str) -> None:
     assert not loaded, f"import distill.{stage} pulled in {loaded} (import them lazily, where used)"
 
 
+@pytest.mark.parametrize("module", ["serve.config", "serve.api", "serve.solver", "serve.app",
+                                    "serve.cli", "serve.schema_check"])
+def test_serving_core_imports_without_heavy_dependencies(module: str) -> None:
+    """Only serve.deployments (the Ray wrapper) imports Ray; the rest stays light."""
+    code = f"import sys, {module}\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, f"import {module} failed:\n{proc.stderr}"
+    assert not proc.stdout.strip(), f"import {module} pulled in {proc.stdout.strip()}"
+
+
 # ----------------------------------------------------------------------- the import graph
 def _node_of_module(dotted: str) -> str | None:
     """distill.search.stage -> 'search'; distill.config -> 'config'; outside distill -> None.
@@ -44,15 +57,17 @@ def _node_of_module(dotted: str) -> str | None:
     ``cli.py``) is the one outer node 'cli': a stage's command lives in its folder but sits
     above the whole-run config, which it reads."""
     parts = dotted.split(".")
-    if parts[0] != "distill":
+    if parts[0] not in ("distill", "serve"):
         return None
     if parts[-1] in ("cli", "cli_common"):
         return "cli"
+    if parts[0] == "serve":
+        return "serve"
     return parts[1] if len(parts) > 1 else "distill"
 
 
 def _module_of_file(path: Path) -> list[str]:
-    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    rel = path.relative_to(REPO_ROOT).with_suffix("")
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts.pop()
@@ -97,7 +112,7 @@ def _targets(node: ast.Import | ast.ImportFrom, path: Path) -> list[str]:
 def import_graph() -> dict[tuple[str, str], list[str]]:
     """(importer node, imported node) -> every import making that edge, as 'file:line'."""
     edges: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted([*PACKAGE.rglob("*.py"), *SERVE.rglob("*.py")]):
         src = _node_of_module(".".join(_module_of_file(path)))
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in _imports(tree):
@@ -143,7 +158,7 @@ def _describe(edge: tuple[str, str], edges) -> str:
 def test_the_graph_sees_the_packages() -> None:
     edges = import_graph()
     nodes = {n for edge in edges for n in edge}
-    assert {"data", "search", "generate", "records", "quantities"} <= nodes, sorted(nodes)
+    assert {"data", "search", "generate", "serve", "records", "quantities"} <= nodes, sorted(nodes)
 
 
 def test_no_import_cycles_between_packages() -> None:

@@ -43,6 +43,9 @@ __all__ = ["NEEDS", "WRITES", "RayContext", "TrainResult", "fit", "scaling_confi
 
 NEEDS: tuple[str, ...] = tuple(SFT_EXAMPLE_SCHEMA.names)  # what fit reads of each example
 WRITES = None  # checkpoints (save_pretrained folders), no rows another stage reads
+#: What a run's train stage leaves beside its checkpoints (``<run>/train/result.json``): the
+#: final checkpoint relative to the run directory, the epochs, the loss history.
+TRAIN_RESULT = "result.json"
 
 
 @dataclass
@@ -279,3 +282,16 @@ def _write_examples(rows: list[dict[str, Any]], path: str) -> None:
     if not _is_uri(path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(to_table(rows, SFT_EXAMPLE_SCHEMA), path)
+
+
+def final_student(run_dir: str | Path) -> Path:
+    """The checkpoint folder of the student a run's train stage finished with.
+
+    Raises FileNotFoundError naming the run when its train stage has not completed."""
+    run_dir = Path(run_dir)
+    result = run_dir / "train" / TRAIN_RESULT
+    if not result.is_file():
+        raise FileNotFoundError(f"{run_dir}: no trained student ({result} is missing; "
+                                "the run's train stage has not completed)")
+    # runs written before 2026-12-03 recorded an absolute path; Path joins keep those as they are
+    return run_dir / json.loads(result.read_text())["checkpoint_dir"]
