@@ -293,3 +293,113 @@ def test_the_shipped_serve_config_file_is_sound_and_typos_are_caught() -> None:
                          ("prot", "port")]:
         assert f"unknown key {wrong!r} (did you mean {right!r}?)" in problems, problems
     assert "args.serve.max_batch" in problems
+
+
+# ------------------------------------------------------------------ the vLLM route (GPU only)
+def test_the_vllm_route_config_is_valid_for_causal_students_and_refuses_t5(tmp_path: Path) -> None:
+    from serve.llm_route import llm_config_for
+
+    causal = _checkpoint(tmp_path / "qwen", "cot")
+    (causal / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    spec = StudentSpec(name="q", checkpoint=str(causal), target="cot",
+                       inference=InferenceConfig(max_new_tokens=64,
+                                                 max_source_length=192).model_dump())
+    kwargs = llm_config_for(spec, ServeConfig(replicas="auto", max_ongoing_requests=48), "L4")
+    assert kwargs["model_loading_config"] == {"model_id": "q", "model_source": str(causal)}
+    assert kwargs["engine_kwargs"]["max_model_len"] == 256
+    assert kwargs["deployment_config"]["autoscaling_config"]["max_replicas"] == 2
+    # Ray's own model accepts it (the class ray.serve.llm re-exports; importable without vLLM)
+    llm_config = pytest.importorskip("ray.llm._internal.serve.core.configs.llm_config")
+    validated = llm_config.LLMConfig(**kwargs)
+    assert validated.model_id == "q" and validated.accelerator_type == "L4"
+    t5 = _checkpoint(tmp_path / "t5", "equation_prefix")
+    (t5 / "config.json").write_text(json.dumps({"model_type": "t5", "is_encoder_decoder": True}))
+    with pytest.raises(ConfigError, match="vLLM cannot serve"):
+        llm_config_for(StudentSpec(name="t", checkpoint=str(t5), target="equation_prefix"),
+                       ServeConfig())
+
+
+@pytest.mark.gpu
+def test_the_vllm_route_builds_on_a_gpu_machine(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    pytest.importorskip("vllm")
+    from serve.llm_route import build_llm_app
+
+    causal = _checkpoint(tmp_path / "qwen", "cot")
+    (causal / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    assert build_llm_app({"runs": [f"q={causal}"]}) is not None
+
+
+# ------------------------------------------------------------------ the gateway's forwarding
+class _Response:
+    """Stands in for a DeploymentResponse: awaitable, cancellable."""
+
+    def __init__(self, outcome, delay: float = 0.0):
+        self.outcome, self.delay, self.cancelled = outcome, delay, False
+
+    def __await__(self):
+        return self._wait().__await__()
+
+    async def _wait(self):
+        import asyncio
+
+        await asyncio.sleep(self.delay)
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Handle:
+    def __init__(self, outcomes):
+        self.outcomes, self.sent = list(outcomes), []
+        self.solve = self
+
+    def remote(self, payload):
+        self.sent.append(payload)
+        return self.outcomes.pop(0)
+
+
+def _forward(handle: _Handle, items, timeout_s: float = 5.0):
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from serve.deployments import Gateway
+
+    gateway = SimpleNamespace(students={"m": handle},
+                              config=ServeConfig(request_timeout_s=timeout_s))
+    ask = Gateway.func_or_class._ask
+    return asyncio.run(ask(gateway, "m", items, time.monotonic() + timeout_s))
+
+
+def test_the_gateway_maps_overload_deadlines_and_dead_replicas() -> None:
+    from ray.exceptions import ActorDiedError
+    from ray.serve.exceptions import BackPressureError
+
+    item = SolveItem(Q1, params=SolveParams(num_samples=2, stop=("\n",)))
+    ok = {"answer": "7"}
+    handle = _Handle([_Response(ok)])
+    assert _forward(handle, [item]) == [ok]
+    assert handle.sent[0]["params"]["stop"] == ["\n"] and handle.sent[0]["question"] == Q1
+    # a full queue: 503, said once
+    with pytest.raises(api.ApiError) as e:
+        _forward(_Handle([_Response(BackPressureError(num_queued_requests=8,
+                                                      max_queued_requests=8))]), [item])
+    assert (e.value.status, e.value.code) == (503, "overloaded")
+    # past the deadline: 504, and the replica's work is cancelled
+    slow = _Response(ok, delay=5.0)
+    with pytest.raises(api.ApiError) as e:
+        _forward(_Handle([slow]), [item], timeout_s=0.3)
+    assert e.value.status == 504 and slow.cancelled
+    # a replica that died mid-request: asked again (another replica, or its replacement)
+    handle = _Handle([_Response(ActorDiedError()), _Response(ok)])
+    assert _forward(handle, [item]) == [ok] and len(handle.sent) == 2
+    # ... but never past the deadline
+    with pytest.raises(api.ApiError) as e:
+        _forward(_Handle([_Response(ActorDiedError())] * 50), [item], timeout_s=0.8)
+    assert e.value.status == 504

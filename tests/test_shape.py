@@ -40,6 +40,7 @@ def test_stage_package_imports_without_heavy_dependencies(stage: str) -> None:
 
 
 @pytest.mark.parametrize("module", ["serve.config", "serve.api", "serve.solver", "serve.app",
+                                    "serve.llm_route",
                                     "serve.cli", "serve.schema_check"])
 def test_serving_core_imports_without_heavy_dependencies(module: str) -> None:
     """Only serve.deployments (the Ray wrapper) imports Ray; the rest stays light."""
