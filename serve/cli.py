@@ -88,8 +88,8 @@ def serve_command(
             pass
         typer.echo("stopping")
     finally:
-        try:
-            serve.shutdown()
+        try:  # on a cluster we joined, only our application goes; Serve and Ray stay up
+            serve.shutdown() if started_ray else serve.delete(APP_NAME)
         finally:
             if started_ray:
                 ray_module.shutdown()
