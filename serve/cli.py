@@ -7,6 +7,7 @@ command runs).
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -67,7 +68,9 @@ def serve_command(
     import ray as ray_module
     from ray import serve
 
-    started_ray = not ray_module.is_initialized()
+    # a local cluster is ours to stop; a cluster we join (an address, or RAY_ADDRESS) is not
+    joins = configs.ray.address not in (None, "local") or bool(os.environ.get("RAY_ADDRESS"))
+    started_ray = not ray_module.is_initialized() and not joins
     init_ray(configs.ray)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
