@@ -32,6 +32,12 @@ def _replicas(value: str | None) -> int | str | None:
     fail(f"--replicas: a number >= 1 or 'auto' (got {value!r})")
 
 
+def starts_local_ray(address: str | None, environ: dict | os._Environ) -> bool:
+    """Whether Ray started for this command is a local cluster of its own (stopped with it),
+    rather than a cluster it joins (an address, or RAY_ADDRESS), which it leaves running."""
+    return address in (None, "local") and not environ.get("RAY_ADDRESS")
+
+
 def _run_config_of(runs: list[str]) -> Path | None:
     """The first run directory's config.yaml: its serve, sandbox and ray sections apply."""
     for run in runs:
@@ -68,9 +74,8 @@ def serve_command(
     import ray as ray_module
     from ray import serve
 
-    # a local cluster is ours to stop; a cluster we join (an address, or RAY_ADDRESS) is not
-    joins = configs.ray.address not in (None, "local") or bool(os.environ.get("RAY_ADDRESS"))
-    started_ray = not ray_module.is_initialized() and not joins
+    started_ray = not ray_module.is_initialized() and starts_local_ray(configs.ray.address,
+                                                                      os.environ)
     init_ray(configs.ray)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -403,3 +403,12 @@ def test_the_gateway_maps_overload_deadlines_and_dead_replicas() -> None:
     with pytest.raises(api.ApiError) as e:
         _forward(_Handle([_Response(ActorDiedError())] * 50), [item], timeout_s=0.8)
     assert e.value.status == 504
+
+
+def test_serve_stops_only_the_ray_it_started() -> None:
+    from serve.cli import starts_local_ray
+
+    assert starts_local_ray(None, {}) and starts_local_ray("local", {})
+    assert not starts_local_ray("auto", {})
+    assert not starts_local_ray("ray://head:10001", {})
+    assert not starts_local_ray(None, {"RAY_ADDRESS": "127.0.0.1:6379"})
