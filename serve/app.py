@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 
 from distill.configbase import ConfigError, StrictModel
 from serve.config import ServeConfig
-from serve.solver import StudentSpec, resolve_student
+from serve.solver import StudentSpec, resolve_student, run_config_file
 
 __all__ = ["AppArgs", "build", "build_app", "read_serve_config", "serve_config_for",
            "specs_for"]
@@ -66,9 +66,8 @@ def serve_config_for(runs: Sequence[str], config_file: str | Path | None = None)
     if config_file is not None:
         return read_serve_config(config_file)
     for run in runs:
-        text = run.split("=", 1)[1] if "=" in run and not Path(run).exists() else run
-        run_config = Path(text) / "config.yaml"
-        if run_config.is_file() and (Path(text) / "manifest.json").is_file():
+        run_config = run_config_file(run)
+        if run_config is not None:
             return read_serve_config(run_config, pipeline=True)
     return ServeConfig()
 

@@ -38,13 +38,11 @@ def starts_local_ray(address: str | None, environ: dict | os._Environ) -> bool:
     return address in (None, "local") and not environ.get("RAY_ADDRESS")
 
 
-def _run_config_of(runs: list[str]) -> Path | None:
+def _first_run_config(runs: list[str]) -> Path | None:
     """The first run directory's config.yaml: its serve, sandbox and ray sections apply."""
-    for run in runs:
-        path = Path(run.split("=", 1)[1] if "=" in run and not Path(run).exists() else run)
-        if (path / "manifest.json").is_file() and (path / "config.yaml").is_file():
-            return path / "config.yaml"
-    return None
+    from serve.solver import run_config_file
+
+    return next((f for f in map(run_config_file, runs) if f is not None), None)
 
 
 def serve_command(
@@ -64,7 +62,7 @@ def serve_command(
     from serve.app import build, specs_for
 
     options = {"host": host, "port": port, "replicas": _replicas(replicas)}
-    configs = load_stage_configs(config or _run_config_of(runs), ray, "serve", ServeConfig,
+    configs = load_stage_configs(config or _first_run_config(runs), ray, "serve", ServeConfig,
                                  options)
     cfg = configs.stage
     try:

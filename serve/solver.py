@@ -27,7 +27,7 @@ from distill.configbase import ConfigError
 from distill.evaluate.config import InferenceConfig
 
 __all__ = ["SolveItem", "SolveParams", "Solver", "StudentSpec", "resolve_student",
-           "answer_kind", "TARGET_KINDS"]
+           "answer_kind", "run_config_file", "split_name", "TARGET_KINDS"]
 
 #: What each training target's output is, in the API's ``kind`` field.
 TARGET_KINDS = {"equation_prefix": "equation", "equation_infix": "equation", "pot": "program",
@@ -103,6 +103,24 @@ def _run_of_checkpoint(checkpoint: Path) -> Path | None:
     return None
 
 
+def split_name(location: str | Path) -> tuple[str | None, str]:
+    """``NAME=PATH`` -> (NAME, PATH); a path (even one holding '=') -> (None, path)."""
+    text = str(location)
+    if "=" in text and not Path(text).exists():
+        name, path = text.split("=", 1)
+        return name, path
+    return None, text
+
+
+def run_config_file(location: str | Path) -> Path | None:
+    """The config.yaml of the run directory ``location`` (``NAME=PATH`` allowed) names, or None
+    when it is not a run directory."""
+    path = Path(split_name(location)[1])
+    if (path / "manifest.json").is_file() and (path / "config.yaml").is_file():
+        return path / "config.yaml"
+    return None
+
+
 def resolve_student(location: str | Path, name: str | None = None) -> StudentSpec:
     """The student a path names: a run directory (its train stage's final checkpoint, read
     as its config's ``train.target``, decoded with its ``evaluate.inference`` settings) or a
@@ -112,11 +130,10 @@ def resolve_student(location: str | Path, name: str | None = None) -> StudentSpe
     from distill.train.stage import final_student
     from distill.train.students import is_student_dir
 
-    text = str(location)
-    if name is None and "=" in text and not Path(text).exists():
-        name, text = text.split("=", 1)
-        if not name:
-            raise ConfigError(f"{location!r}: empty model name before '='")
+    given, text = split_name(location)
+    if given == "":
+        raise ConfigError(f"{location!r}: empty model name before '='")
+    name = name or given
     path = Path(text).expanduser().resolve()
     if not path.exists():
         raise ConfigError(f"{text}: no such run directory or checkpoint folder")

@@ -412,3 +412,27 @@ def test_serve_stops_only_the_ray_it_started() -> None:
     assert not starts_local_ray("auto", {})
     assert not starts_local_ray("ray://head:10001", {})
     assert not starts_local_ray(None, {"RAY_ADDRESS": "127.0.0.1:6379"})
+
+
+def test_the_serving_section_comes_from_the_file_or_the_run(tmp_path: Path) -> None:
+    from distill.config import dump_config, load_config
+    from serve.app import serve_config_for
+
+    run = tmp_path / "run"
+    cfg = load_config(REPO / "configs" / "quickstart.yaml")
+    cfg.serve = ServeConfig(port=9100, max_batch_size=4)
+    dump_config(cfg, run / "config.yaml")
+    (run / "manifest.json").write_text("{}")
+    assert serve_config_for([f"m={run}"]).port == 9100  # the run's own section
+    raw = yaml.safe_load((run / "config.yaml").read_text())
+    del raw["serve"]  # a run written before serving existed: the defaults
+    (run / "config.yaml").write_text(yaml.safe_dump(raw))
+    assert serve_config_for([str(run)]) == ServeConfig()
+    only = tmp_path / "serve.yaml"
+    only.write_text("replicas: auto\nport: 9200\n")  # a file with the section's keys only
+    assert serve_config_for([str(run)], only).replicas == "auto"
+    only.write_text("serve: {port: 9300}\n")
+    assert serve_config_for([str(run)], only).port == 9300
+    only.write_text("prot: 1\n")
+    with pytest.raises(ConfigError, match="prot"):
+        serve_config_for([str(run)], only)
