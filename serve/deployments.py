@@ -20,7 +20,7 @@ until the deadline.
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -219,13 +219,22 @@ class Gateway:
                 t.cancel()
             raise
 
-    async def _serve(self, route: str, request: Request, handler) -> JSONResponse:
+    async def _serve(self, route: str, request: Request, request_model: type,
+                     items_of: Callable, respond: Callable) -> JSONResponse:
+        """One route's work: read and check the body as ``request_model``, pick the model,
+        ``items_of(request, config)`` -> questions, ask the student, ``respond(model, results,
+        ms)`` -> the JSON body. Every refusal becomes its status; every reply is counted."""
         t0 = time.perf_counter()
         model = "-"
         try:
-            model, payload = await handler(await self._body(request),
-                                           time.monotonic() + self.config.request_timeout_s)
-            response = JSONResponse(payload)
+            deadline = time.monotonic() + self.config.request_timeout_s
+            req = api.parse(request_model, await self._body(request))
+            model = api.pick_model(req.model, list(self.students))
+            items = items_of(req, self.config)
+            t_ask = time.perf_counter()
+            results = await self._ask(model, items, deadline)
+            response = JSONResponse(respond(model, results,
+                                            (time.perf_counter() - t_ask) * 1000))
         except api.ApiError as err:
             response = _error_response(err)
         self._requests.inc(tags={"model": model, "route": route,
@@ -237,45 +246,26 @@ class Gateway:
     # ------------------------------------------------------------------ routes
     @fastapi_app.post("/v1/solve")
     async def solve(self, request: Request) -> JSONResponse:
-        async def handle(data: Any, deadline: float):
-            req = api.parse(api.SolveRequest, data)
-            model = api.pick_model(req.model, list(self.students))
-            items = api.solve_items(req, self.config)
-            t0 = time.perf_counter()
-            [result] = await self._ask(model, items, deadline)
-            return model, api.solve_response(model, result, (time.perf_counter() - t0) * 1000)
-        return await self._serve("solve", request, handle)
+        return await self._serve("solve", request, api.SolveRequest, api.solve_items,
+                                 lambda m, rs, ms: api.solve_response(m, rs[0], ms))
 
     @fastapi_app.post("/v1/solve/batch")
     async def solve_batch(self, request: Request) -> JSONResponse:
-        async def handle(data: Any, deadline: float):
-            req = api.parse(api.BatchRequest, data)
-            model = api.pick_model(req.model, list(self.students))
-            items = api.solve_items(req, self.config)
-            t0 = time.perf_counter()
-            results = await self._ask(model, items, deadline)
-            ms = (time.perf_counter() - t0) * 1000
-            return model, {"model": model,
-                           "results": [api.solve_response(model, r, ms) for r in results]}
-        return await self._serve("solve_batch", request, handle)
+        return await self._serve("solve_batch", request, api.BatchRequest, api.solve_items,
+                                 lambda m, rs, ms: {"model": m, "results": [
+                                     api.solve_response(m, r, ms) for r in rs]})
 
     @fastapi_app.post("/v1/chat/completions")
     async def chat(self, request: Request) -> JSONResponse:
-        async def handle(data: Any, deadline: float):
-            req = api.parse(api.ChatRequest, data)
-            model = api.pick_model(req.model, list(self.students))
-            [result] = await self._ask(model, [api.chat_item(req, self.config)], deadline)
-            return model, api.chat_response(model, result)
-        return await self._serve("chat", request, handle)
+        return await self._serve("chat", request, api.ChatRequest,
+                                 lambda req, cfg: [api.chat_item(req, cfg)],
+                                 lambda m, rs, ms: api.chat_response(m, rs[0]))
 
     @fastapi_app.post("/v1/completions")
     async def completions(self, request: Request) -> JSONResponse:
-        async def handle(data: Any, deadline: float):
-            req = api.parse(api.CompletionRequest, data)
-            model = api.pick_model(req.model, list(self.students))
-            results = await self._ask(model, api.completion_items(req, self.config), deadline)
-            return model, api.completion_response(model, results)
-        return await self._serve("completions", request, handle)
+        return await self._serve("completions", request, api.CompletionRequest,
+                                 api.completion_items,
+                                 lambda m, rs, ms: api.completion_response(m, rs))
 
     @fastapi_app.get("/v1/models")
     async def models(self) -> JSONResponse:
