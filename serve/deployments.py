@@ -89,6 +89,11 @@ class StudentServer:
         self.solve_batch.set_max_batch_size(self.config.max_batch_size)
         self.solve_batch.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
         self._lock = asyncio.Lock()
+        # set while no batch is decoding: a question arriving during a decode waits for it to
+        # end and then joins the batch that forms (without this, Serve forms the next batches
+        # during the decode, from the one or two questions that arrived, and they never merge)
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def check_health(self) -> None:
         if not self.solver.healthy():
@@ -111,9 +116,14 @@ class StudentServer:
     async def solve_batch(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         parsed = [_item_from_json(i) for i in items]
         async with self._lock:  # one decode at a time per replica, off the event loop
-            return await asyncio.to_thread(self._solve_now, parsed)
+            self._idle.clear()
+            try:
+                return await asyncio.to_thread(self._solve_now, parsed)
+            finally:
+                self._idle.set()
 
     async def solve(self, item: dict[str, Any]) -> dict[str, Any]:
+        await self._idle.wait()
         return await self.solve_batch(item)
 
     def __del__(self) -> None:
