@@ -308,9 +308,11 @@ def test_the_vllm_route_config_is_valid_for_causal_students_and_refuses_t5(tmp_p
     assert kwargs["model_loading_config"] == {"model_id": "q", "model_source": str(causal)}
     assert kwargs["engine_kwargs"]["max_model_len"] == 256
     assert kwargs["deployment_config"]["autoscaling_config"]["max_replicas"] == 2
-    # Ray's own model accepts it (the class ray.serve.llm re-exports; importable without vLLM)
-    llm_config = pytest.importorskip("ray.llm._internal.serve.core.configs.llm_config")
-    validated = llm_config.LLMConfig(**kwargs)
+    # Ray's own model accepts it (the class ray.serve.llm re-exports; importable without vLLM
+    # in the pinned Ray 2.60: if it moves, this fails rather than skips)
+    from ray.llm._internal.serve.core.configs.llm_config import LLMConfig
+
+    validated = LLMConfig(**kwargs)
     assert validated.model_id == "q" and validated.accelerator_type == "L4"
     t5 = _checkpoint(tmp_path / "t5", "equation_prefix")
     (t5 / "config.json").write_text(json.dumps({"model_type": "t5", "is_encoder_decoder": True}))
@@ -321,10 +323,11 @@ def test_the_vllm_route_config_is_valid_for_causal_students_and_refuses_t5(tmp_p
 
 @pytest.mark.gpu
 def test_the_vllm_route_builds_on_a_gpu_machine(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
-    pytest.importorskip("vllm")
+    pytest.importorskip("vllm")  # the gpu extra, installed on GPU images only
     from serve.llm_route import build_llm_app
 
     causal = _checkpoint(tmp_path / "qwen", "cot")
