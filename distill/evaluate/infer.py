@@ -13,6 +13,8 @@
   ...) and the problem's quantities -> the answer as a canonical string, or an error kind:
   ``unparsable`` (not an equation, or a placeholder the problem does not have) or
   ``runtime`` (division by zero, no solution ...). Evaluation is :mod:`distill.equations`'.
+* :func:`equation_over_numbers` -- the same output as infix text over the problem's numbers
+  (what the serving API shows as ``equation``).
 * :func:`prediction_rows` -- rows ``{id, dataset, gold, predicted, error, n_ops, sample_idx}``
   for :func:`distill.evaluate.score_problems`: equations evaluated, programs (pot, kpdd) run
   through the sandbox.
@@ -30,12 +32,15 @@ from typing import Any, Callable, Mapping, Sequence
 from distill.equations import (
     Equation,
     EquationError,
+    Expr,
     evaluate,
     operator_count,
     parse,
     parse_prefix,
     placeholders,
     solve_equation,
+    substitute,
+    to_infix,
     variables,
 )
 from distill.quantities import canonical, parse_number
@@ -49,6 +54,7 @@ from distill.train.students import load_student
 __all__ = [
     "StudentPredictor",
     "equation_answer",
+    "equation_over_numbers",
     "generate",
     "generate_kpdd",
     "load_for_inference",
@@ -153,6 +159,36 @@ def generate_kpdd(
     return list(zip(points, solutions))
 
 
+def _bound_equation(text: str, quantities: Sequence[str], notation: str
+                    ) -> tuple[Expr | Equation, dict[str, Fraction]] | None:
+    """An equation-target output parsed, with ``N0``, ``N1``, ... bound to ``quantities``;
+    None when it does not parse or names a quantity the problem lacks."""
+    if notation not in ("prefix", "infix"):
+        raise ValueError(f"notation must be 'prefix' or 'infix' (got {notation!r})")
+    try:
+        tree = parse_prefix(text) if notation == "prefix" else parse(text)
+    except EquationError:
+        return None
+    values: dict[str, Fraction] = {}
+    for i, q in enumerate(quantities):
+        v = parse_number(q)
+        if v is None:
+            raise ValueError(f"quantity {q!r} is not a number")
+        values[f"N{i}"] = v
+    if any(i >= len(values) for i in placeholders(tree)):
+        return None
+    return tree, values
+
+
+def equation_over_numbers(text: str, quantities: Sequence[str],
+                          notation: str = "prefix") -> str | None:
+    """An equation-target output as infix text over the problem's numbers (``* N0 + N1 N2``
+    with 3, 4, 5 -> ``3 * (4 + 5)``); None when :func:`equation_answer` would call it
+    unparsable for want of a tree (it does not parse, or names a quantity the problem lacks)."""
+    bound = _bound_equation(text, quantities, notation)
+    return None if bound is None else to_infix(substitute(bound[0], bound[1]))
+
+
 def equation_answer(
     text: str, quantities: Sequence[str], notation: str = "prefix"
 ) -> tuple[str | None, str | None]:
@@ -161,22 +197,14 @@ def equation_answer(
     ``text`` is prefix (``* N0 + N1 N2``) or infix (``N0 * (N1 + N2)``) over placeholders,
     an expression or an equation in ``x`` (``= + * N0 x N1 N2``); ``quantities`` are the
     problem's canonical values, bound to ``N0``, ``N1``, ... in order."""
-    if notation not in ("prefix", "infix"):
-        raise ValueError(f"notation must be 'prefix' or 'infix' (got {notation!r})")
-    try:
-        tree = parse_prefix(text) if notation == "prefix" else parse(text)
-    except EquationError:
+    bound = _bound_equation(text, quantities, notation)
+    if bound is None:
         return None, ERROR_UNPARSABLE
-    values: dict[str, Fraction] = {}
-    for i, q in enumerate(quantities):
-        v = parse_number(q)
-        if v is None:
-            raise ValueError(f"quantity {q!r} is not a number")
-        values[f"N{i}"] = v
+    tree, values = bound
     unknowns = variables(tree)
     is_equation = isinstance(tree, Equation)
-    if any(i >= len(values) for i in placeholders(tree)) or len(unknowns) != int(is_equation):
-        return None, ERROR_UNPARSABLE  # a quantity the problem lacks, or not one unknown
+    if len(unknowns) != int(is_equation):
+        return None, ERROR_UNPARSABLE  # not one unknown
     try:
         value = solve_equation(tree, bindings=values) if is_equation else evaluate(tree, values)
     except EquationError:

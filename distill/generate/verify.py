@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from distill.equations import DEFAULT_CONSTANTS, EquationError, parse, placeholders, solve_all
 from distill.grading import DEFAULT_REL_TOL, grade, grade_equation
-from distill.quantities import canonical, extract_quantities, parse_answer, parse_number
+from distill.quantities import (canonical, canonical_answer_text, extract_quantities,
+                                parse_number)
 from distill.records import VERDICTS
 from distill.generate.parsers import Parsed
 
@@ -81,16 +82,11 @@ def _gold(problem: Mapping[str, Any]) -> str | None:
     return gold if gold is not None else problem.get("answer_raw")
 
 
-def _predicted(text: str) -> str:
-    value = parse_answer(text).value
-    return canonical(value) if value is not None else text.strip()
-
-
 def check_answer(answer: str, problem: Mapping[str, Any], *, rel_tol: float = DEFAULT_REL_TOL,
                  parsed: Parsed | None = None) -> Verification:
     """A final answer (text) against the problem's gold."""
     parsed = parsed or Parsed(True, answer=answer)
-    predicted = _predicted(answer)
+    predicted = canonical_answer_text(answer)
     gold = _gold(problem)
     if gold is None:
         return Verification("error", NO_GOLD, predicted, parsed)

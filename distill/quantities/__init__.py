@@ -7,6 +7,7 @@ float on the way (a float *input* is read through its ``repr``). Two readers, on
   (spans, values, kinds), :func:`mask_question` (quantities as ``N0``, ``N1``, ...),
   :func:`detect_lang`;
 * :mod:`distill.quantities.answers` -- ANSWER values: :func:`parse_answer`,
+  :func:`canonical_answer_text`,
   :func:`parse_number`, :func:`canonical`, :func:`decimal_fraction`, the bounds
   (:data:`MAX_EXPONENT`, :data:`MAX_DIGITS`, :class:`QuantityTooLarge`), ``boxed_content`` and
   ``numeric_texts``;
@@ -26,6 +27,7 @@ from distill.quantities.answers import (
     _unwrap,  # noqa: F401  (tests read it from here)
     boxed_content,
     canonical,
+    canonical_answer_text,
     decimal_fraction,
     numeric_texts,
     parse_answer,
@@ -49,6 +51,7 @@ __all__ = [
     "parse_answer",
     "parse_number",
     "canonical",
+    "canonical_answer_text",
     "decimal_fraction",
     "normalize_text",
     "number_words",

@@ -35,6 +35,7 @@ __all__ = [
     "parse_answer",
     "parse_number",
     "canonical",
+    "canonical_answer_text",
     "decimal_fraction",
     "boxed_content",
     "numeric_texts",
@@ -518,3 +519,10 @@ def canonical(value: Fraction) -> str:
     digits = _text(scaled, "a decimal expansion").rjust(k + 1, "0")
     body = f"{digits[:-k]}.{digits[-k:]}".rstrip("0")
     return ("-" if p < 0 else "") + body
+
+
+def canonical_answer_text(text: str) -> str:
+    """A predicted answer as reports and the API write it: :func:`canonical` when the text
+    reads as a number (``"18.0"`` -> ``18``, ``"1/2"`` -> ``0.5``), else the text stripped."""
+    value = parse_answer(text).value
+    return canonical(value) if value is not None else text.strip()
