@@ -199,7 +199,7 @@ def _sampling(req: _Sampling, config: ServeConfig) -> SolveParams:
     return SolveParams(num_samples=check_samples(req.n, config, "n"),
                        temperature=req.temperature, top_p=req.top_p, seed=req.seed,
                        max_new_tokens=req.max_completion_tokens or req.max_tokens,
-                       stop=_stop(req.stop))
+                       stop=_stop(req.stop), count_tokens=True)
 
 
 def _message_text(content: Any) -> str:

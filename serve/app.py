@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 
 from distill.configbase import ConfigError, StrictModel
 from serve.config import ServeConfig
-from serve.solver import StudentSpec, resolve_student, run_config_file
+from serve.solver import StudentSpec, first_run_config, resolve_student
 
 __all__ = ["AppArgs", "build", "build_app", "read_serve_config", "serve_config_for",
            "specs_for"]
@@ -65,11 +65,8 @@ def read_serve_config(path: str | Path, pipeline: bool = False) -> ServeConfig:
 def serve_config_for(runs: Sequence[str], config_file: str | Path | None = None) -> ServeConfig:
     if config_file is not None:
         return read_serve_config(config_file)
-    for run in runs:
-        run_config = run_config_file(run)
-        if run_config is not None:
-            return read_serve_config(run_config, pipeline=True)
-    return ServeConfig()
+    run_config = first_run_config(runs)
+    return read_serve_config(run_config, pipeline=True) if run_config else ServeConfig()
 
 
 def specs_for(runs: Sequence[str]) -> list[StudentSpec]:

@@ -38,13 +38,6 @@ def starts_local_ray(address: str | None, environ: dict | os._Environ) -> bool:
     return address in (None, "local") and not environ.get("RAY_ADDRESS")
 
 
-def _first_run_config(runs: list[str]) -> Path | None:
-    """The first run directory's config.yaml: its serve, sandbox and ray sections apply."""
-    from serve.solver import run_config_file
-
-    return next((f for f in map(run_config_file, runs) if f is not None), None)
-
-
 def serve_command(
     runs: List[str] = typer.Argument(..., help="Run directories (their final student) or "
                                      "checkpoint folders; NAME=PATH names the model."),
@@ -60,9 +53,10 @@ def serve_command(
     """Serve trained students over HTTP (Ray Serve) until Ctrl-C or SIGTERM."""
     from distill.configbase import ConfigError
     from serve.app import build, specs_for
+    from serve.solver import first_run_config
 
     options = {"host": host, "port": port, "replicas": _replicas(replicas)}
-    configs = load_stage_configs(config or _first_run_config(runs), ray, "serve", ServeConfig,
+    configs = load_stage_configs(config or first_run_config(runs), ray, "serve", ServeConfig,
                                  options)
     cfg = configs.stage
     try:

@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve import api
 from serve.config import ServeConfig
-from serve.solver import SolveItem, SolveParams, Solver, StudentSpec
+from serve.solver import SolveItem, Solver, StudentSpec
 
 __all__ = ["Gateway", "StudentServer", "fastapi_app"]
 
@@ -43,20 +43,6 @@ _LATENCY_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 600
 _BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 #: Seconds a client is told to wait after a 503.
 RETRY_AFTER_S = 1
-
-
-def _item_to_json(item: SolveItem) -> dict[str, Any]:
-    p = item.params
-    return {"question": item.question, "lang": item.lang,
-            "params": {"num_samples": p.num_samples, "temperature": p.temperature,
-                       "top_p": p.top_p, "seed": p.seed, "max_new_tokens": p.max_new_tokens,
-                       "stop": list(p.stop)}}
-
-
-def _item_from_json(data: dict[str, Any]) -> SolveItem:
-    p = dict(data["params"])
-    p["stop"] = tuple(p["stop"])
-    return SolveItem(question=data["question"], lang=data["lang"], params=SolveParams(**p))
 
 
 @serve.deployment
@@ -113,16 +99,15 @@ class StudentServer:
         return results
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
-    async def solve_batch(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        parsed = [_item_from_json(i) for i in items]
+    async def solve_batch(self, items: list[SolveItem]) -> list[dict[str, Any]]:
         async with self._lock:  # one decode at a time per replica, off the event loop
             self._idle.clear()
             try:
-                return await asyncio.to_thread(self._solve_now, parsed)
+                return await asyncio.to_thread(self._solve_now, items)
             finally:
                 self._idle.set()
 
-    async def solve(self, item: dict[str, Any]) -> dict[str, Any]:
+    async def solve(self, item: SolveItem) -> dict[str, Any]:
         await self._idle.wait()
         return await self.solve_batch(item)
 
@@ -201,13 +186,12 @@ class Gateway:
         handle = self.students[model]
 
         async def one(item: SolveItem) -> dict[str, Any]:
-            payload = _item_to_json(item)
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise api.ApiError(504, f"no answer within {self.config.request_timeout_s} s",
                                        code="timeout")
-                response = handle.solve.remote(payload)
+                response = handle.solve.remote(item)  # (Ray pickles it)
                 try:
                     return await asyncio.wait_for(response, timeout=left)
                 except asyncio.TimeoutError:

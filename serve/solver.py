@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,7 +28,7 @@ from distill.configbase import ConfigError
 from distill.evaluate.config import InferenceConfig
 
 __all__ = ["SolveItem", "SolveParams", "Solver", "StudentSpec", "resolve_student",
-           "answer_kind", "run_config_file", "split_name", "TARGET_KINDS"]
+           "answer_kind", "first_run_config", "run_config_file", "split_name", "TARGET_KINDS"]
 
 #: What each training target's output is, in the API's ``kind`` field.
 TARGET_KINDS = {"equation_prefix": "equation", "equation_infix": "equation", "pot": "program",
@@ -95,14 +96,6 @@ def _run_sections(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"{config_file}: {e}") from None
 
 
-def _run_of_checkpoint(checkpoint: Path) -> Path | None:
-    """The run directory a checkpoint folder was trained in (RUN/train/student/epoch_N)."""
-    run = checkpoint.parent.parent.parent
-    if (run / "manifest.json").is_file() and (run / "config.yaml").is_file():
-        return run
-    return None
-
-
 def split_name(location: str | Path) -> tuple[str | None, str]:
     """``NAME=PATH`` -> (NAME, PATH); a path (even one holding '=') -> (None, path)."""
     text = str(location)
@@ -119,6 +112,12 @@ def run_config_file(location: str | Path) -> Path | None:
     if (path / "manifest.json").is_file() and (path / "config.yaml").is_file():
         return path / "config.yaml"
     return None
+
+
+def first_run_config(locations: Sequence[str | Path]) -> Path | None:
+    """The config.yaml of the first run directory among ``locations`` (whose ``serve:``,
+    ``sandbox:`` and ``ray:`` sections a serving command takes), or None."""
+    return next((f for f in map(run_config_file, locations) if f is not None), None)
 
 
 def resolve_student(location: str | Path, name: str | None = None) -> StudentSpec:
@@ -146,7 +145,9 @@ def resolve_student(location: str | Path, name: str | None = None) -> StudentSpe
             raise ConfigError(str(e)) from None
     elif is_student_dir(path):
         checkpoint = path
-        run = _run_of_checkpoint(path)
+        # the run it was trained in, when it sits in one (RUN/train/student/epoch_N)
+        above = path.parents[2] if len(path.parents) > 2 else None
+        run = above if above is not None and run_config_file(above) else None
     else:
         raise ConfigError(f"{text}: neither a run directory (no manifest.json) nor a student "
                           "checkpoint (no config.json and tokenizer_config.json)")
@@ -180,7 +181,8 @@ class SolveParams:
 
     ``temperature`` None: greedy for one sample, the student's configured temperature for
     several; 0: greedy (several samples are then copies). ``stop``: output text is cut at the
-    first of these strings before it is read."""
+    first of these strings before it is read. ``count_tokens``: tokenize the prompt and the
+    outputs for OpenAI's ``usage`` (left None otherwise: it costs on every request)."""
 
     num_samples: int = 1
     temperature: float | None = None
@@ -188,6 +190,7 @@ class SolveParams:
     seed: int | None = None
     max_new_tokens: int | None = None
     stop: tuple[str, ...] = ()
+    count_tokens: bool = False  # fill prompt_tokens / completion_tokens (OpenAI's usage)
 
 
 @dataclass(frozen=True)
@@ -204,24 +207,6 @@ def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
         if i >= 0:
             cut = min(cut, i)
     return text[:cut]
-
-
-def equation_over_numbers(output: str, quantities: Sequence[str], notation: str) -> str | None:
-    """An equation output over N0, N1, ... as infix text over the question's numbers
-    (``* N0 + N1 N2`` with 3, 4, 5 -> ``3 * (4 + 5)``); None when it does not parse or names a
-    quantity the question lacks."""
-    from distill.equations import (EquationError, parse, parse_prefix, placeholders, substitute,
-                                   to_infix)
-    from distill.quantities import parse_number
-
-    try:
-        tree = parse_prefix(output) if notation == "prefix" else parse(output)
-        if any(i >= len(quantities) for i in placeholders(tree)):
-            return None
-        values = {f"N{i}": parse_number(q) for i, q in enumerate(quantities)}
-        return to_infix(substitute(tree, values))
-    except (EquationError, TypeError, ValueError):
-        return None
 
 
 class Solver:
@@ -334,7 +319,7 @@ class Solver:
                                              lang=item.lang))
             except (RecordError, ValueError, OverflowError) as e:
                 problems.append(None)
-                results[i] = self._empty(str(item.question), ERROR_BAD_QUESTION, str(e))
+                results[i] = self._empty(item, ERROR_BAD_QUESTION, str(e))
         column = source_column(self.spec.target)
         groups: dict[SolveParams, list[int]] = {}
         for i, item in enumerate(items):
@@ -348,28 +333,27 @@ class Solver:
             per_item = [preds[j * params.num_samples:(j + 1) * params.num_samples]
                         for j in range(len(rows))]
             for i, row, outs, kp, samples in zip(idx, rows, outputs, points, per_item):
-                results[i] = self._result(row, outs, kp, samples)
+                results[i] = self._result(row, outs, kp, samples, params.count_tokens)
         return [r for r in results if r is not None]
 
-    def _empty(self, question: str, error: str, detail: str) -> dict[str, Any]:
+    def _empty(self, item: SolveItem, error: str, detail: str) -> dict[str, Any]:
+        counted = item.params.count_tokens
         return {"answer": None, "kind": self.kind, "rationale": "", "equation": None,
                 "program": None, "quantities": [], "votes": None, "error": error,
                 "detail": detail, "samples": [],
-                "prompt_tokens": self._token_count(question), "completion_tokens": 0}
+                "prompt_tokens": self._token_count(str(item.question)) if counted else None,
+                "completion_tokens": 0 if counted else None}
 
     def _result(self, problem: dict[str, Any], outputs: list[str], key_points: str | None,
-                samples: list[dict[str, Any]]) -> dict[str, Any]:
+                samples: list[dict[str, Any]], count_tokens: bool) -> dict[str, Any]:
         from distill.evaluate.infer import source_column
         from distill.evaluate.report import majority_answer
+        from distill.quantities import canonical_answer_text
 
-        answers = [_canonical(s["predicted"]) for s in samples]
+        answers = [None if s["predicted"] is None else canonical_answer_text(s["predicted"])
+                   for s in samples]
         voted, _ = majority_answer(answers)
-        votes = None
-        if len(samples) > 1:
-            votes = {}
-            for a in answers:
-                if a is not None:
-                    votes[a] = votes.get(a, 0) + 1
+        votes = dict(Counter(a for a in answers if a is not None)) if len(samples) > 1 else None
         # the rationale shown is the first sample that gives the voted answer
         chosen = next((j for j, a in enumerate(answers) if a is not None and a == voted), 0)
         output = outputs[chosen]
@@ -378,6 +362,8 @@ class Solver:
             error = next((s["error"] for s in samples if s["error"]), None) or ERROR_NO_ANSWER
         equation = None
         if self.kind == "equation":
+            from distill.evaluate.infer import equation_over_numbers
+
             equation = equation_over_numbers(output, problem["quantities"],
                                              self.spec.target.split("_", 1)[1])
         rationale = output if key_points is None else f"{key_points}\n{output}"
@@ -389,16 +375,8 @@ class Solver:
             "samples": [{"text": o if key_points is None else f"{key_points}\n{o}",
                          "answer": a, "error": s["error"] if a is None else None}
                         for o, a, s in zip(outputs, answers, samples)],
-            "prompt_tokens": self._token_count(str(problem[source_column(self.spec.target)])),
-            "completion_tokens": sum(self._token_count(o) for o in outputs),
+            "prompt_tokens": (self._token_count(str(problem[source_column(self.spec.target)]))
+                              if count_tokens else None),
+            "completion_tokens": (sum(self._token_count(o) for o in outputs)
+                                  if count_tokens else None),
         }
-
-
-def _canonical(predicted: str | None) -> str | None:
-    """An answer as the report writes it: canonical when it is a number, else as given."""
-    if predicted is None:
-        return None
-    from distill.quantities import canonical, parse_answer
-
-    value = parse_answer(predicted).value
-    return canonical(value) if value is not None else predicted

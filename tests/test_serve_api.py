@@ -105,7 +105,7 @@ def test_openai_requests() -> None:
     item = api.chat_item(chat, CFG)
     assert item.question == "Tom has 3 apples."
     assert item.params == SolveParams(num_samples=3, temperature=0.5, top_p=0.9, seed=4,
-                                      max_new_tokens=20, stop=("\n\n",))
+                                      max_new_tokens=20, stop=("\n\n",), count_tokens=True)
     for bad, param in [({"messages": [{"role": "system", "content": "x"}]}, "messages"),
                        ({"messages": [{"role": "user", "content": "x"}], "stream": True}, "stream"),
                        ({"messages": [{"role": "user", "content": "x"}], "n": 0}, "n"),
@@ -153,6 +153,7 @@ def test_an_equation_student_answers_with_the_question_numbers() -> None:
     assert (r1["answer"], r1["kind"], r1["equation"], r1["quantities"]) == ("7", "equation", "3 + 4",
                                                                             ["3", "4"])
     assert r1["rationale"] == "+ N0 N1" and r1["error"] is None and r1["votes"] is None
+    assert r1["prompt_tokens"] is None  # counted only for the OpenAI routes' usage
     assert (bad["answer"], bad["error"]) == (None, "bad_question")
     assert (r2["answer"], r2["error"], r2["equation"]) == (None, "unparsable", None)  # N9: none
     assert len(calls) == 1 and calls[0][0] == [Q1_MASKED, Q2_MASKED]  # one batch, greedy
@@ -180,7 +181,7 @@ def test_samples_are_voted_and_requests_with_other_params_decode_apart() -> None
 def test_stop_cuts_the_output_before_it_is_read() -> None:
     solver = Solver(_spec("cot"), generate=_scripted(
         {Q1: ["3 + 4 = 7. The answer is 7.\n\nNext question: 9"]}))
-    [r] = solver.solve([SolveItem(Q1, params=SolveParams(stop=("\n\n",)))])
+    [r] = solver.solve([SolveItem(Q1, params=SolveParams(stop=("\n\n",), count_tokens=True))])
     assert r["answer"] == "7" and r["rationale"] == "3 + 4 = 7. The answer is 7." and r["kind"] == "cot"
     chat = api.chat_response("m", r)
     assert chat["choices"][0]["message"]["content"] == (
@@ -388,7 +389,7 @@ def test_the_gateway_maps_overload_deadlines_and_dead_replicas() -> None:
     ok = {"answer": "7"}
     handle = _Handle([_Response(ok)])
     assert _forward(handle, [item]) == [ok]
-    assert handle.sent[0]["params"]["stop"] == ["\n"] and handle.sent[0]["question"] == Q1
+    assert handle.sent[0].params.stop == ("\n",) and handle.sent[0].question == Q1
     # a full queue: 503, said once
     with pytest.raises(api.ApiError) as e:
         _forward(_Handle([_Response(BackPressureError(num_queued_requests=8,
