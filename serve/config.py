@@ -10,6 +10,7 @@ Importable without Ray (pydantic only).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -51,10 +52,10 @@ class ServeConfig(StrictModel):
     autoscaling: AutoscalingSettings = Field(default_factory=AutoscalingSettings,
                                              description="Used when replicas is 'auto'.")
     max_ongoing_requests: int = Field(
-        64, ge=1, description="Requests one student replica holds at once (must be >= "
+        64, ge=1, description="Questions one student replica holds at once (must be >= "
         "max_batch_size, or batches never fill).")
     max_queued_requests: int = Field(
-        512, ge=1, description="Requests waiting for a replica; past it the server answers "
+        512, ge=1, description="Questions waiting for a replica; past it the server answers "
         "503 with Retry-After.")
     max_batch_size: int = Field(32, ge=1, le=1024, description="Questions decoded together "
                                 "by one replica (@serve.batch); 1 turns batching off.")
@@ -113,6 +114,32 @@ class ServeConfig(StrictModel):
         else:
             options["num_replicas"] = self.replicas
         return options
+
+    def most_replicas(self) -> int:
+        """Replicas of each student at most (the fixed number, or the autoscaling maximum)."""
+        return self.autoscaling.max_replicas if self.replicas == "auto" else self.replicas
+
+    def forwarding_limits(self) -> dict[str, int]:
+        """The gateway's :class:`serve.forward.Forwarder` limits for one student model.
+
+        A call carries at most one batch (``max_batch_size`` questions: batching off sends every
+        question alone, up to ``max_ongoing_requests`` calls per replica). With batching, one
+        call per replica: a replica decodes one batch at a time, and the questions that arrive
+        meanwhile leave together when it returns (a second call in flight would be decoded as a
+        batch of the one or two questions it caught). With autoscaling, at least
+        ``target_ongoing_requests`` calls per replica, so that the autoscaler sees load above
+        its target while questions wait at the gateway.
+        Questions admitted (waiting or in flight) before 503: every replica's
+        ``max_ongoing_requests`` plus ``max_queued_requests``."""
+        per_replica = 1 if self.max_batch_size > 1 else self.max_ongoing_requests
+        if self.replicas == "auto":
+            per_replica = max(per_replica, math.ceil(self.autoscaling.target_ongoing_requests))
+        replicas = max(1, self.most_replicas())
+        return {
+            "max_questions_per_call": self.max_batch_size,
+            "max_calls_in_flight": replicas * per_replica,
+            "max_admitted": replicas * self.max_ongoing_requests + self.max_queued_requests,
+        }
 
     def gateway_deployment_options(self) -> dict[str, Any]:
         """``Deployment.options(...)`` of the HTTP ingress (it only parses and forwards)."""

@@ -1,17 +1,20 @@
 """Ray Serve deployments: one :class:`StudentServer` per model, behind the :class:`Gateway`.
 
 The gateway is a FastAPI ingress: it reads and checks each request (:mod:`serve.api`), sends
-every question to the named student's deployment through a handle, and maps what comes back to
-HTTP. A student replica holds one :class:`serve.solver.Solver` (the model, and a sandbox pool
-for program students sized from the replica's CPUs) and decodes the questions that arrive
-together in one ``@serve.batch`` call, off the event loop (a worker thread), so that health
-checks and new requests are answered while it decodes.
+its questions to the named student's deployment through a handle, and maps what comes back to
+HTTP. The questions of concurrent requests travel together (:class:`serve.forward.Forwarder`:
+one call carries up to a batch), so Serve's per-call cost is paid per batch, not per question.
+A student replica holds one :class:`serve.solver.Solver` (the model, and a sandbox pool for
+program students sized from the replica's CPUs) and decodes the questions that arrive together
+in one ``@serve.batch`` call, off the event loop (a worker thread), so that health checks and
+new requests are answered while it decodes.
 
-Overload: the student deployment's ``max_queued_requests`` makes a handle call fail with
-``BackPressureError`` -> 503 with ``Retry-After``; the gateway's own queue limit is enforced by
-Serve's proxy in the same shape. A request not answered within ``request_timeout_s`` is
-cancelled -> 504. A replica that dies mid-request is retried on another (or its replacement)
-until the deadline.
+Overload: past the gateway's admission limit for a model (every replica's
+``max_ongoing_requests`` plus ``max_queued_requests`` questions), or when the student
+deployment's own queue is full (``BackPressureError``), a request gets 503 with
+``Retry-After``. A request not answered within ``request_timeout_s`` gets 504; its questions
+are dropped if not yet sent, and a call none of whose requests still waits is cancelled. A
+replica that dies mid-call is retried on another (or its replacement) until the deadlines.
 """
 
 # No `from __future__ import annotations` here: Serve's class-based FastAPI views read the
@@ -33,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve import api
 from serve.config import ServeConfig
+from serve.forward import Forwarder, Overloaded
 from serve.solver import SolveItem, Solver, StudentSpec
 
 __all__ = ["Gateway", "StudentServer", "fastapi_app"]
@@ -111,6 +115,11 @@ class StudentServer:
         await self._idle.wait()
         return await self.solve_batch(item)
 
+    async def solve_many(self, items: list[SolveItem]) -> list[dict[str, Any]]:
+        """The results of ``items``, in order: one call from the gateway carries the questions
+        of many requests (:mod:`serve.forward`); each joins this replica's batches."""
+        return list(await asyncio.gather(*(self.solve(item) for item in items)))
+
     def __del__(self) -> None:
         solver = getattr(self, "solver", None)
         if solver is not None:
@@ -161,6 +170,7 @@ class Gateway:
         self.students = dict(students)  # model name -> DeploymentHandle
         self.config = ServeConfig.model_validate(config)
         self.created = int(time.time())
+        self._forwarders: dict[str, Forwarder] = {}
         self._requests = Counter("mathdistill_requests", description="HTTP requests by model, "
                                  "route and status.", tag_keys=("model", "route", "status"))
         self._latency = Histogram("mathdistill_request_latency_ms", description="Time to "
@@ -181,37 +191,43 @@ class Gateway:
         return api.read_json(body, request.headers.get("content-type"),
                              self.config.max_body_bytes)
 
+    def _forwarder(self, model: str) -> Forwarder:
+        """The forwarder of ``model``'s questions (made on first use, in the event loop)."""
+        forwarder = self._forwarders.get(model)
+        if forwarder is None:
+            handle = self.students[model]
+
+            async def send(items: list[SolveItem]) -> list[dict[str, Any]]:
+                while True:
+                    response = handle.solve_many.remote(items)  # (Ray pickles them)
+                    try:
+                        return await response
+                    except asyncio.CancelledError:  # every request in it gave up
+                        response.cancel()
+                        raise
+                    except BackPressureError:
+                        raise api.ApiError(503, f"model {model!r} is at capacity; retry later",
+                                           code="overloaded") from None
+                    except (RayActorError, DeploymentUnavailableError):
+                        # the replica died (or none is up yet): the controller replaces it; the
+                        # requests' deadlines end the retries (their calls are cancelled)
+                        await asyncio.sleep(0.5)
+
+            forwarder = Forwarder(send, **self.config.forwarding_limits())
+            self._forwarders[model] = forwarder
+        return forwarder
+
     async def _ask(self, model: str, items: list[SolveItem], deadline: float) -> list[dict]:
-        """Every item answered by ``model``'s replicas (fanned out, batched there)."""
-        handle = self.students[model]
-
-        async def one(item: SolveItem) -> dict[str, Any]:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise api.ApiError(504, f"no answer within {self.config.request_timeout_s} s",
-                                       code="timeout")
-                response = handle.solve.remote(item)  # (Ray pickles it)
-                try:
-                    return await asyncio.wait_for(response, timeout=left)
-                except asyncio.TimeoutError:
-                    response.cancel()
-                    raise api.ApiError(504, f"no answer within {self.config.request_timeout_s} s",
-                                       code="timeout") from None
-                except BackPressureError:
-                    raise api.ApiError(503, f"model {model!r} is at capacity; retry later",
-                                       code="overloaded") from None
-                except (RayActorError, DeploymentUnavailableError):
-                    # the replica died (or none is up yet): the controller replaces it
-                    await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-
-        tasks = [asyncio.ensure_future(one(i)) for i in items]
+        """Every item answered by ``model``'s replicas (coalesced with other requests')."""
         try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            raise
+            return await self._forwarder(model).submit(
+                items, timeout=max(0.0, deadline - time.monotonic()))
+        except Overloaded:
+            raise api.ApiError(503, f"model {model!r} is at capacity; retry later",
+                               code="overloaded") from None
+        except asyncio.TimeoutError:
+            raise api.ApiError(504, f"no answer within {self.config.request_timeout_s} s",
+                               code="timeout") from None
 
     async def _serve(self, route: str, request: Request, request_model: type,
                      items_of: Callable, respond: Callable) -> JSONResponse:

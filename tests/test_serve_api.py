@@ -131,7 +131,7 @@ def _spec(target: str, **kw) -> StudentSpec:
 
 def _scripted(outputs: dict[str, list[str]], calls: list | None = None):
     """A stand-in for generate(): the listed outputs per source (cycled to num_samples)."""
-    def generate(student, sources, config):
+    def generate(student, sources, config, grammars=None):
         if calls is not None:
             calls.append((list(sources), config))
         k = config.num_samples
@@ -359,12 +359,15 @@ class _Response:
 
 
 class _Handle:
+    """Stands in for a student's DeploymentHandle: ``solve_many.remote(items)`` gives the
+    next outcome (a list of results, or an exception); ``sent`` holds each call's items."""
+
     def __init__(self, outcomes):
         self.outcomes, self.sent = list(outcomes), []
-        self.solve = self
+        self.solve_many = self
 
-    def remote(self, payload):
-        self.sent.append(payload)
+    def remote(self, items):
+        self.sent.append(list(items))
         return self.outcomes.pop(0)
 
 
@@ -375,8 +378,11 @@ def _forward(handle: _Handle, items, timeout_s: float = 5.0):
 
     from serve.deployments import Gateway
 
-    gateway = SimpleNamespace(students={"m": handle},
+    from types import MethodType
+
+    gateway = SimpleNamespace(students={"m": handle}, _forwarders={},
                               config=ServeConfig(request_timeout_s=timeout_s))
+    gateway._forwarder = MethodType(Gateway.func_or_class._forwarder, gateway)
     ask = Gateway.func_or_class._ask
     return asyncio.run(ask(gateway, "m", items, time.monotonic() + timeout_s))
 
@@ -387,21 +393,22 @@ def test_the_gateway_maps_overload_deadlines_and_dead_replicas() -> None:
 
     item = SolveItem(Q1, params=SolveParams(num_samples=2, stop=("\n",)))
     ok = {"answer": "7"}
-    handle = _Handle([_Response(ok)])
-    assert _forward(handle, [item]) == [ok]
-    assert handle.sent[0].params.stop == ("\n",) and handle.sent[0].question == Q1
+    handle = _Handle([_Response([ok, ok])])
+    assert _forward(handle, [item, item]) == [ok, ok]
+    assert len(handle.sent) == 1  # one call carries both questions
+    assert handle.sent[0][0].params.stop == ("\n",) and handle.sent[0][0].question == Q1
     # a full queue: 503, said once
     with pytest.raises(api.ApiError) as e:
         _forward(_Handle([_Response(BackPressureError(num_queued_requests=8,
                                                       max_queued_requests=8))]), [item])
     assert (e.value.status, e.value.code) == (503, "overloaded")
     # past the deadline: 504, and the replica's work is cancelled
-    slow = _Response(ok, delay=5.0)
+    slow = _Response([ok], delay=5.0)
     with pytest.raises(api.ApiError) as e:
         _forward(_Handle([slow]), [item], timeout_s=0.3)
     assert e.value.status == 504 and slow.cancelled
     # a replica that died mid-request: asked again (another replica, or its replacement)
-    handle = _Handle([_Response(ActorDiedError()), _Response(ok)])
+    handle = _Handle([_Response(ActorDiedError()), _Response([ok])])
     assert _forward(handle, [item]) == [ok] and len(handle.sent) == 2
     # ... but never past the deadline
     with pytest.raises(api.ApiError) as e:
