@@ -6,7 +6,8 @@ in one run:
 
 1. Offline: the evaluation stage's own generation, ``distill.evaluate.infer.generate`` over the
    held-out ``masked_question`` s with the run's ``evaluate.inference`` settings (batch 64,
-   greedy). The model is loaded (and one small batch decoded) before timing; torch uses
+   greedy; equation students under their grammar, as evaluated and served). The model is
+   loaded (and the problems decoded once) before timing; torch uses
    ``--threads`` threads (default 1: the Serve replica gets ``num_cpus: 1`` and Ray sets
    ``OMP_NUM_THREADS=1`` in it). Reported as problems/s (decoding only: offline, the answer is
    read from the output by ``prediction_rows`` afterwards, cheap for equation targets).
@@ -103,7 +104,7 @@ def reference_answers(run: Path) -> dict[str, str | None]:
 def offline(run: Path, problems: list[dict], threads: int, repeats: int) -> dict:
     import torch
 
-    from distill.evaluate.infer import generate, load_for_inference
+    from distill.evaluate.infer import generate, grammars_for, load_for_inference
     from serve.solver import resolve_student
 
     torch.set_num_threads(threads)
@@ -111,11 +112,13 @@ def offline(run: Path, problems: list[dict], threads: int, repeats: int) -> dict
     cfg = spec.inference_config()  # the run's evaluate.inference (num_samples 1: greedy)
     student = load_for_inference(spec.checkpoint, cfg)
     sources = [p["masked_question"] for p in problems]
-    generate(student, sources[:16], cfg)  # warm-up
+    # equation students decode under their grammar, as the evaluation and the server do
+    grammars = grammars_for(spec.target, problems, cfg)
+    generate(student, sources, cfg, grammars)  # warm-up (and the grammar's token table)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        generate(student, sources, cfg)
+        generate(student, sources, cfg, grammars)
         times.append(time.perf_counter() - t0)
     best = min(times)
     return {"problems": len(sources), "threads": threads, "batch_size": cfg.batch_size,

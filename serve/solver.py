@@ -272,17 +272,20 @@ class Solver:
             update["max_new_tokens"] = min(params.max_new_tokens, self.inference.max_new_tokens)
         return self.inference.model_copy(update=update)
 
-    def _decode(self, sources: list[str], params: SolveParams) -> tuple[list[list[str]],
-                                                                         list[str | None]]:
-        """Outputs (num_samples each) and KPDD key points (None for other targets)."""
-        from distill.evaluate.infer import generate, generate_kpdd
+    def _decode(self, rows: list[dict[str, Any]], params: SolveParams
+                ) -> tuple[list[list[str]], list[str | None]]:
+        """Outputs (num_samples each) and KPDD key points (None for other targets), decoded
+        as the evaluation decodes (equation students under their grammar)."""
+        from distill.evaluate.infer import generate, generate_kpdd, grammars_for, source_column
 
         config = self._config_for(params)
+        sources = [str(r[source_column(self.spec.target)]) for r in rows]
         if self.spec.target == "kpdd":
             pairs = generate_kpdd(self.student, sources, config, generate_fn=self._generate)
             outputs, points = [sols for _, sols in pairs], [kp for kp, _ in pairs]
         else:
-            outputs = (self._generate or generate)(self.student, sources, config)
+            outputs = (self._generate or generate)(
+                self.student, sources, config, grammars_for(self.spec.target, rows, config))
             points = [None] * len(sources)
         k = params.num_samples
         outputs = [(o * k)[:k] if len(o) < k else o for o in outputs]  # greedy copies
@@ -307,7 +310,7 @@ class Solver:
     def solve(self, items: Sequence[SolveItem]) -> list[dict[str, Any]]:
         """One result per item, in order. Never raises for one bad question: its result has
         ``answer`` None and ``error`` saying why."""
-        from distill.evaluate.infer import prediction_rows, source_column
+        from distill.evaluate.infer import prediction_rows
         from distill.records import RecordError, make_problem
 
         results: list[dict[str, Any] | None] = [None] * len(items)
@@ -320,14 +323,13 @@ class Solver:
             except (RecordError, ValueError, OverflowError) as e:
                 problems.append(None)
                 results[i] = self._empty(item, ERROR_BAD_QUESTION, str(e))
-        column = source_column(self.spec.target)
         groups: dict[SolveParams, list[int]] = {}
         for i, item in enumerate(items):
             if problems[i] is not None:
                 groups.setdefault(item.params, []).append(i)
         for params, idx in groups.items():
             rows = [problems[i] for i in idx]
-            outputs, points = self._decode([str(r[column]) for r in rows], params)
+            outputs, points = self._decode(rows, params)
             execute = self._timed_execute if self.kind == "program" else None
             preds = prediction_rows(rows, outputs, self.spec.target, execute)
             per_item = [preds[j * params.num_samples:(j + 1) * params.num_samples]

@@ -20,6 +20,10 @@ class InferenceConfig(StrictModel):
     temperature: float = Field(0.7, gt=0, description="Sampling temperature (num_samples > 1).")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling (num_samples > 1).")
     seed: int = Field(0, description="Seed of sampling.")
+    constrain_equations: bool = Field(
+        True, description="Equation students (equation_prefix) decode under the equation "
+        "grammar: every output is a well-formed expression over the problem's N0..Nk and "
+        "numbers, ended once complete (no answer lost as 'unparsable').")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
         description="Weights' dtype when decoding: auto (bfloat16 on a CUDA device that "

@@ -47,6 +47,7 @@ from distill.quantities import canonical, parse_number
 from distill.generate.parsers import parse_cot
 from distill.train.collate import encode_prompts
 from distill.evaluate.config import InferenceConfig
+from distill.evaluate.grammar import PrefixGrammar, TokenPieces, grammar_logits_processor
 from distill.devices import current_device, resolve_dtype
 from distill.sft.core import keypoints_source, solve_source
 from distill.train.students import load_student
@@ -57,6 +58,7 @@ __all__ = [
     "equation_over_numbers",
     "generate",
     "generate_kpdd",
+    "grammars_for",
     "load_for_inference",
     "prediction_rows",
 ]
@@ -90,16 +92,40 @@ def _as_student(student: Any, config: InferenceConfig) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def grammars_for(target: str, problems: Sequence[Mapping[str, Any]],
+                 config: InferenceConfig) -> list[PrefixGrammar] | None:
+    """The decoding grammar of each problem (its quantity count bounds ``N<i>``) when
+    ``target`` is ``equation_prefix`` and ``config.constrain_equations`` is on, else None."""
+    if target != "equation_prefix" or not config.constrain_equations:
+        return None
+    return [PrefixGrammar(len(p["quantities"])) for p in problems]
+
+
+def _token_pieces(tokenizer: Any) -> TokenPieces:
+    pieces = getattr(tokenizer, "_mathdistill_token_pieces", None)
+    if pieces is None:  # (once per tokenizer: a pass over its vocabulary)
+        pieces = TokenPieces(tokenizer)
+        tokenizer._mathdistill_token_pieces = pieces
+    return pieces
+
+
 def generate(
     student: str | os.PathLike | tuple[Any, Any],
     sources: Sequence[str],
     config: InferenceConfig | None = None,
+    grammars: Sequence[PrefixGrammar] | None = None,
 ) -> list[list[str]]:
     """``config.num_samples`` decoded outputs per source (greedy when 1, else sampled with
-    ``temperature`` / ``top_p``, seeded). Sources are batched by length for speed."""
+    ``temperature`` / ``top_p``, seeded). Sources are batched by length for speed.
+
+    ``grammars`` (one per source, :func:`grammars_for`): each output is decoded under its
+    source's equation grammar (:mod:`distill.evaluate.grammar`), so it is well-formed."""
     import torch
+    from transformers import LogitsProcessorList
 
     config = config or InferenceConfig()
+    if grammars is not None and len(grammars) != len(sources):
+        raise ValueError(f"{len(grammars)} grammars for {len(sources)} sources")
     model, tokenizer = _as_student(student, config)
     model.eval()
     device = next(model.parameters()).device
@@ -132,6 +158,11 @@ def generate(
                 kwargs.update(temperature=config.temperature, top_p=config.top_p)
             else:
                 kwargs.update(num_beams=1)
+            if grammars is not None:
+                kwargs["logits_processor"] = LogitsProcessorList([grammar_logits_processor(
+                    _token_pieces(tokenizer), [grammars[i] for i in idx], rows_per_source=k,
+                    prompt_width=1 if encoder_decoder else width,
+                    max_new_tokens=config.max_new_tokens)])
             gen = model.generate(**kwargs)
             if not encoder_decoder:
                 gen = gen[:, width:]
@@ -283,13 +314,14 @@ class StudentPredictor:
 
     def __init__(self, student_dir: str, config: InferenceConfig | Mapping[str, Any] | None = None,
                  source_column: str = "masked_question", output_column: str = "outputs",
-                 kpdd: bool = False):
+                 kpdd: bool = False, target: str | None = None):
         self.config = InferenceConfig.model_validate(config or {}) if not isinstance(
             config, InferenceConfig) else config
         self.student = load_for_inference(student_dir, self.config)
         self.source_column = source_column
         self.output_column = output_column
         self.kpdd = kpdd
+        self.target = target
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         sources = [str(s) for s in batch[self.source_column]]
@@ -299,5 +331,9 @@ class StudentPredictor:
             batch["key_points"] = [kp for kp, _ in pairs]
             batch[self.output_column] = [sols for _, sols in pairs]
         else:
-            batch[self.output_column] = generate(self.student, sources, self.config)
+            grammars = None
+            if self.target is not None and "quantities" in batch:
+                problems = [{"quantities": list(q)} for q in batch["quantities"]]
+                grammars = grammars_for(self.target, problems, self.config)
+            batch[self.output_column] = generate(self.student, sources, self.config, grammars)
         return batch

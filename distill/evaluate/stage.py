@@ -53,13 +53,15 @@ def _generate_on_ray(student_dir: str, rows: list[dict[str, Any]], target: str,
     res = resources_or_default(resources)
     workers = res.pool_size(cap=math.ceil(len(rows) / config.batch_size))
     column = source_column(target)
-    items = [{"_order": i, column: r[column]} for i, r in enumerate(rows)]
+    items = [{"_order": i, column: r[column], "quantities": list(r["quantities"])}
+             for i, r in enumerate(rows)]
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * workers)))
     out = ds.map_batches(
         StudentPredictor,
         fn_constructor_kwargs={"student_dir": student_dir,
                                "config": config.inference.model_dump(mode="json"),
-                               "source_column": column, "kpdd": target == "kpdd"},
+                               "source_column": column, "kpdd": target == "kpdd",
+                               "target": target},
         batch_size=config.batch_size,
         batch_format="pandas",
         **res.map_batches_args(workers),

@@ -1,0 +1,274 @@
+"""Grammar-constrained decoding of equation students: every output is a well-formed equation.
+
+An equation student (target ``equation_prefix``) writes prefix expressions over its problem's
+placeholders ``N0 … N{k-1}`` and the allowed constants: ``/ + N0 N1 N2``. Left alone, a small
+student sometimes writes one that never closes (``/ + + + + …``), has an operand too many
+(``- + N0 N2 N3 N1``) or names a quantity the problem does not have; each is an answer lost as
+``unparsable``. Decoding under :class:`PrefixGrammar` removes those: at every step only the
+tokens that keep the text a prefix of a well-formed expression are allowed, the end of the
+sequence only once it is complete, and an operator only while the tokens left can still close
+the expression. An output the unconstrained student would have written well-formed is
+unchanged (greedy decoding picks the same token whenever that token is allowed).
+
+Words (space separated): binary operators ``+ - * / ^ **`` (two operands), ``neg`` (one),
+``=`` (first word only: an equation of two sides, in which the unknown ``x`` is an operand),
+placeholders ``N<i>`` with ``i`` below the problem's quantity count, and numbers: the
+constants given (as written: ``1``, ``3.14``, ``100``), or, with ``constants=None``, any
+decimal number (a student trained on gold equations writes the constants its labels had).
+
+The grammar works on text, so it is tokenizer-agnostic: :class:`TokenPieces` finds once per
+tokenizer the text each token adds (with its leading space) and keeps only the tokens made of
+the grammar's characters; the logits processor (:func:`grammar_logits_processor`, torch)
+decodes each row's text so far and masks the rest. The pure part (:class:`PrefixGrammar`,
+:meth:`PrefixGrammar.state`, :meth:`PrefixState.allows`) imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+__all__ = ["PrefixGrammar", "PrefixState", "TokenPieces", "grammar_logits_processor"]
+
+BINARY = ("+", "-", "*", "/", "^", "**")
+UNARY = ("neg",)
+EQUALS = "="
+UNKNOWN = "x"
+#: Characters an equation word may contain (a token with any other is never allowed).
+_ALPHABET = set("+-*/^=negxN0123456789.")
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+_NUMBER_START = re.compile(r"\d+\.?\d*")
+
+
+@dataclass(frozen=True)
+class PrefixState:
+    """Where a prefix expression's text stands: ``need`` operands still missing (0: complete),
+    the ``partial`` word being written (no space after it yet), ``words``: 0 before the first
+    word is complete, else 1 (only the first word may be ``=``);
+    ``ok`` False once the text can no longer become well-formed; ``equation``: it began with
+    ``=``, ``unknown``: ``x`` has appeared (an equation is complete only with it)."""
+
+    need: int
+    partial: str
+    words: int
+    ok: bool = True
+    equation: bool = False
+    unknown: bool = False
+
+
+@dataclass(frozen=True)
+class PrefixGrammar:
+    """Well-formed prefix expressions over ``N0 … N{quantities-1}`` and ``constants`` (None:
+    any decimal number)."""
+
+    quantities: int
+    constants: tuple[str, ...] | None = None
+
+    def _number(self, word: str) -> bool:
+        if self.constants is None:
+            return _NUMBER.fullmatch(word) is not None
+        return word in self.constants
+
+    def _operand(self, word: str, equation: bool = False) -> bool:
+        if self._number(word) or (equation and word == UNKNOWN):
+            return True
+        if len(word) > 1 and word[0] == "N" and word[1:].isdigit():
+            i = word[1:]
+            return (i == "0" or not i.startswith("0")) and int(i) < self.quantities
+        return False
+
+    def _could_start(self, partial: str, first: bool, equation: bool) -> bool:
+        """Some allowed word starts with ``partial``."""
+        if any(w.startswith(partial) for w in BINARY + UNARY):
+            return True
+        if (first and partial == EQUALS) or (equation and partial == UNKNOWN):
+            return True
+        if self.constants is None:
+            if _NUMBER_START.fullmatch(partial):
+                return True
+        elif any(c.startswith(partial) for c in self.constants):
+            return True
+        if partial == "N":
+            return self.quantities > 0
+        if partial[:1] == "N" and partial[1:].isdigit():
+            digits = partial[1:]
+            if digits.startswith("0") and digits != "0":
+                return False
+            return int(digits) < self.quantities  # N1 may become N12 only if N1 < k anyway
+        return False
+
+    def _close(self, state: PrefixState, word: str) -> PrefixState:
+        """``state`` with its partial word ``word`` completed."""
+        eq, x = state.equation, state.unknown
+        bad = PrefixState(state.need, "", state.words, False, eq, x)
+        if not state.ok or state.need == 0:
+            return bad
+        if word == EQUALS and state.words == 0:
+            return PrefixState(2, "", 1, True, True)
+        if word in BINARY:
+            return PrefixState(state.need + 1, "", 1, True, eq, x)
+        if word in UNARY:
+            return PrefixState(state.need, "", 1, True, eq, x)
+        if self._operand(word, eq):
+            x = x or word == UNKNOWN
+            if eq and state.need == 1 and not x:  # an equation without its unknown
+                return bad
+            return PrefixState(state.need - 1, "", 1, True, eq, x)
+        return bad
+
+    def start(self) -> PrefixState:
+        return PrefixState(1, "", 0)
+
+    def feed(self, state: PrefixState, text: str) -> PrefixState:
+        """``state`` after ``text`` (a space ends a word; no other whitespace is allowed)."""
+        need, partial, words, ok, eq, x = (state.need, state.partial, state.words, state.ok,
+                                           state.equation, state.unknown)
+        for ch in text:
+            if not ok:
+                break
+            if ch == " ":
+                if partial:
+                    st = self._close(PrefixState(need, "", words, True, eq, x), partial)
+                    need, partial, words, ok, eq, x = (st.need, "", st.words, st.ok,
+                                                       st.equation, st.unknown)
+                elif need == 0:  # nothing may follow a complete expression
+                    ok = False
+                continue
+            if need == 0 or ch not in _ALPHABET:
+                ok = False
+                break
+            partial += ch
+            if not self._could_start(partial, words == 0, eq):
+                ok = False
+        return PrefixState(need, partial, words, ok, eq, x)
+
+    def state(self, text: str) -> PrefixState:
+        """The state after ``text`` from the start (leading spaces ignored)."""
+        return self.feed(self.start(), text.lstrip(" "))
+
+    def complete(self, state: PrefixState) -> bool:
+        """The text so far is a whole expression (the sequence may end here)."""
+        if not state.ok:
+            return False
+        if state.partial:
+            closed = self._close(PrefixState(state.need, "", state.words, True, state.equation,
+                                             state.unknown), state.partial)
+            return closed.ok and closed.need == 0
+        return state.need == 0
+
+    def allows(self, state: PrefixState, piece: str, tokens_left: int) -> bool:
+        """A token adding ``piece`` may come next, with ``tokens_left`` tokens after it.
+
+        Budget: every missing operand takes at least one more token (and a word half written
+        one more), so an operator is allowed only while what is missing after it fits in what
+        is left; the text must stay a prefix."""
+        if not piece:
+            return False
+        after = self.feed(state, piece)
+        if not after.ok:
+            return False
+        need = after.need
+        if after.partial:  # the word being written: complete as it stands, or one more token
+            closed = self._close(PrefixState(after.need, "", after.words, True, after.equation,
+                                             after.unknown), after.partial)
+            need = closed.need if closed.ok else after.need + 1
+        return need <= max(tokens_left, 0)
+
+
+class TokenPieces:
+    """Per tokenizer: the text each vocabulary token adds after a word (with its leading
+    space), for the tokens made only of the grammar's characters and spaces (a newline, a tab
+    or any other whitespace is never allowed)."""
+
+    def __init__(self, tokenizer: Any):
+        self.eos_id = tokenizer.eos_token_id
+        anchor_ids = tokenizer.encode("N0", add_special_tokens=False)
+        anchor = tokenizer.decode(anchor_ids)
+        special = set(tokenizer.all_special_ids)
+        self.pieces: dict[int, str] = {}
+        for token_id in range(len(tokenizer)):
+            if token_id in special:
+                continue
+            text = tokenizer.decode(anchor_ids + [token_id])
+            if not text.startswith(anchor):
+                continue
+            piece = text[len(anchor):]
+            if piece and all(c in _ALPHABET or c == " " for c in piece):
+                self.pieces[token_id] = piece
+
+        self._allowed: dict[tuple, list[int]] = {}
+        # a token adds at most this many operands to what is missing (one per word it holds)
+        self._most_words = max((len(p.split()) for p in self.pieces.values()), default=1)
+
+    def key(self, grammar: PrefixGrammar, state: PrefixState, tokens_left: int) -> tuple:
+        """What the allowed tokens depend on: past ``need`` + the most a token can add (+1 for
+        a half-written word), more tokens left change nothing."""
+        return grammar, state, min(tokens_left, state.need + self._most_words + 1)
+
+    def allowed(self, grammar: PrefixGrammar, state: PrefixState, tokens_left: int) -> list[int]:
+        """The token ids that may come next (the end of sequence when the expression is
+        complete, or when nothing else can: a dead end ends rather than rambles). Kept for
+        the tokenizer's lifetime: the same states recur in every batch."""
+        key = self.key(grammar, state, tokens_left)
+        ids = self._allowed.get(key)
+        if ids is None:
+            ids = [tid for tid, piece in self.pieces.items()
+                   if grammar.allows(state, piece, tokens_left)]
+            if grammar.complete(state) or not state.ok or not ids:
+                ids.append(self.eos_id)
+            if len(self._allowed) < 1_000_000:
+                self._allowed[key] = ids
+        return ids
+
+
+def grammar_logits_processor(pieces: TokenPieces, grammars: Sequence[PrefixGrammar],
+                             rows_per_source: int, prompt_width: int, max_new_tokens: int):
+    """A ``transformers`` ``LogitsProcessor`` constraining each generated row to its source's
+    grammar (row ``r`` decodes source ``r // rows_per_source``, as ``generate`` expands
+    ``num_return_sequences``). ``prompt_width``: tokens in ``input_ids`` before the generated
+    ones (a decoder-only model's padded prompt; 1 for an encoder-decoder model, its decoder
+    start token). Greedy or sampled decoding only (rows are never reordered, so each row's
+    state follows its own last token; beam search would reorder them).
+
+    The allowed tokens depend only on the grammar, the state and the tokens left (capped at
+    what the state could need), so each such key's mask is computed once and reused."""
+    import torch
+    from transformers import LogitsProcessor
+
+    mask_cache: dict[tuple, torch.Tensor] = {}
+
+    def row_mask(grammar: PrefixGrammar, state: PrefixState, left: int, like: torch.Tensor
+                 ) -> torch.Tensor:
+        """0 where a token is allowed, -inf elsewhere (one row of scores)."""
+        key = pieces.key(grammar, state, left)
+        mask = mask_cache.get(key)
+        if mask is None:
+            mask = torch.full_like(like, float("-inf"))
+            mask[pieces.allowed(grammar, state, left)] = 0.0
+            mask_cache[key] = mask
+        return mask
+
+    class _Grammar(LogitsProcessor):
+        def __init__(self) -> None:
+            self.states: list[PrefixState] = []
+
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor):
+            generated = input_ids.shape[1] - prompt_width
+            rows = input_ids.shape[0]
+            if generated <= 0 or len(self.states) != rows:
+                self.states = [grammars[r // rows_per_source].start() for r in range(rows)]
+            else:
+                last = input_ids[:, -1].tolist()
+                for r, token in enumerate(last):
+                    piece = pieces.pieces.get(token)
+                    state = self.states[r]
+                    self.states[r] = (grammars[r // rows_per_source].feed(state, piece)
+                                      if piece is not None else
+                                      PrefixState(0, "", state.words, False))
+            left = max_new_tokens - max(generated, 0) - 1
+            return scores + torch.stack([
+                row_mask(grammars[r // rows_per_source], self.states[r], left, scores[r])
+                for r in range(rows)])
+
+    return _Grammar()
