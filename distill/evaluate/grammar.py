@@ -198,8 +198,23 @@ class TokenPieces:
                 self.pieces[token_id] = piece
 
         self._allowed: dict[tuple, list[int]] = {}
+        self._next: dict[tuple, PrefixState] = {}
         # a token adds at most this many operands to what is missing (one per word it holds)
         self._most_words = max((len(p.split()) for p in self.pieces.values()), default=1)
+
+    def next_state(self, grammar: PrefixGrammar, state: PrefixState, token: int
+                   ) -> PrefixState:
+        """``state`` after ``token`` (a token outside the grammar, e.g. the end of sequence or
+        padding after it: a dead state). Kept, like :meth:`allowed`."""
+        key = (grammar, state, token)
+        after = self._next.get(key)
+        if after is None:
+            piece = self.pieces.get(token)
+            after = (grammar.feed(state, piece) if piece is not None
+                     else PrefixState(0, "", state.words, False))
+            if len(self._next) < 1_000_000:
+                self._next[key] = after
+        return after
 
     def key(self, grammar: PrefixGrammar, state: PrefixState, tokens_left: int) -> tuple:
         """What the allowed tokens depend on: past ``need`` + the most a token can add (+1 for
@@ -261,11 +276,8 @@ def grammar_logits_processor(pieces: TokenPieces, grammars: Sequence[PrefixGramm
             else:
                 last = input_ids[:, -1].tolist()
                 for r, token in enumerate(last):
-                    piece = pieces.pieces.get(token)
-                    state = self.states[r]
-                    self.states[r] = (grammars[r // rows_per_source].feed(state, piece)
-                                      if piece is not None else
-                                      PrefixState(0, "", state.words, False))
+                    self.states[r] = pieces.next_state(grammars[r // rows_per_source],
+                                                       self.states[r], token)
             left = max_new_tokens - max(generated, 0) - 1
             return scores + torch.stack([
                 row_mask(grammars[r // rows_per_source], self.states[r], left, scores[r])
