@@ -18,6 +18,7 @@ from distill.cli_common import FILE_SUFFIXES, fail, load_problems, source
 from distill.config import ConfigError, load_config
 from distill.equations import DEFAULT_CONSTANTS
 from distill.data.base import DataError, resolve_data_dir
+from distill.evaluate.cli import evaluate_command
 from distill.generate.cli import generate_command
 from distill.sandbox.cli import sandbox_app
 from distill.search.cli import search_command
@@ -36,6 +37,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(sandbox_app, name="sandbox")
 app.command("search")(search_command)
 app.command("generate")(generate_command)
+app.command("evaluate")(evaluate_command)
 app.command("serve")(serve_command)
 app.command("serve-check")(serve_check_command)
 

@@ -253,7 +253,7 @@ def test_resolve_student_from_a_run_or_a_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="neither a run directory"):
         resolve_student(tmp_path / "empty")
-    with pytest.raises(ConfigError, match="cannot be served"):
+    with pytest.raises(ConfigError, match="cannot be evaluated or served"):
         resolve_student(_checkpoint(tmp_path / "odd", "masked_equation"))
 
 
