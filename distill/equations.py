@@ -82,6 +82,7 @@ __all__ = [
     "BINARY_OPS",
     "power",
     "solve_equation",
+    "value_of",
     "solve_all",
     "to_infix",
     "to_python",
@@ -863,6 +864,14 @@ def solve_equation(
     if len(positive) == 1:
         return positive[0]
     raise EquationError(f"ambiguous: several solutions {[str(r) for r in roots]}")
+
+
+def value_of(tree: Expr | Equation, bindings: Mapping[str, Fraction] | None = None) -> Fraction:
+    """An expression evaluated, or an equation solved for its one unknown, over ``bindings``
+    (:func:`evaluate` / :func:`solve_equation`; raises :class:`EquationError`)."""
+    if isinstance(tree, Equation):
+        return solve_equation(tree, bindings=bindings)
+    return evaluate(tree, bindings)
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,14 +33,13 @@ from distill.equations import (
     Equation,
     EquationError,
     Expr,
-    evaluate,
     operator_count,
     parse,
     parse_prefix,
     placeholders,
-    solve_equation,
     substitute,
     to_infix,
+    value_of,
     variables,
 )
 from distill.quantities import canonical, parse_number
@@ -237,7 +236,7 @@ def equation_answer(
     if len(unknowns) != int(is_equation):
         return None, ERROR_UNPARSABLE  # not one unknown
     try:
-        value = solve_equation(tree, bindings=values) if is_equation else evaluate(tree, values)
+        value = value_of(tree, values)
     except EquationError:
         return None, ERROR_RUNTIME
     return canonical(value), None
