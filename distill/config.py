@@ -34,6 +34,7 @@ from distill.configbase import ConfigError, StrictModel  # noqa: F401 - ConfigEr
 from distill.data.config import DataConfig, DataSource  # noqa: F401 - re-exported
 from distill.evaluate.config import EvaluateConfig
 from distill.generate.config import GenerateConfig
+from distill.refine.config import RefineConfig
 from distill.resources import StageResources  # noqa: F401 - re-exported; defined there
 from distill.sandbox.config import SandboxConfig
 from distill.search.config import SearchConfig
@@ -119,6 +120,9 @@ class PipelineConfig(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Student training.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluation "
                                      "of the trained student on data.eval.")
+    refine: RefineConfig | None = Field(None, description="FLTT refinement rounds after the "
+                                        "first evaluation (teacher search, equation_prefix "
+                                        "students); None: no refinement.")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="How generated "
                                    "programs run (verification, evaluation, serving).")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Serving the trained "
@@ -165,6 +169,12 @@ class PipelineConfig(StrictModel):
         if self.teacher in ("search", "gold") and target in ("cot", "kpdd"):
             raise ValueError(f"train.target {target!r} needs teacher 'generate' (teacher "
                              f"{self.teacher!r} gives equations and programs)")
+        if self.refine is not None and (self.teacher != "search"
+                                        or target != "equation_prefix"):
+            raise ValueError("refine: refinement re-labels the search's problems with an "
+                             "equation student: it needs teacher 'search' and train.target "
+                             f"'equation_prefix' (got teacher {self.teacher!r}, target "
+                             f"{target!r})")
         return self
 
     def resolved_run_dir(self) -> Path:

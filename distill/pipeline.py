@@ -15,7 +15,11 @@ Stages (each writes under ``<run_dir>/<stage>/``):
 * ``train``    -- Ray Train (DDP or DeepSpeed ZeRO) into ``train/``; a killed run resumes from
   its last epoch checkpoint; ``result.json`` names the final checkpoint;
 * ``evaluate`` -- the student on every evaluation set: ``report.json``, ``report.md``,
-  ``plots/``, ``predictions.jsonl`` (:mod:`distill.evaluate.stage`).
+  ``plots/``, ``predictions.jsonl`` (:mod:`distill.evaluate.stage`);
+* ``refine_1`` … ``refine_R`` -- with a ``refine:`` section, FLTT refinement rounds: the last
+  student decodes candidates for the training problems whose label is missing or doubtful,
+  accepted ones become labels, the student is trained again and evaluated
+  (:mod:`distill.refine.stage`); the run's final student is the last round's.
 
 Each stage's entry in the manifest holds its status, its key, the version of its code, its
 counts and its timing. The key hashes everything that changes the stage's rows: its config
@@ -36,7 +40,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -164,35 +167,55 @@ def _sft_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> di
 
 
 def _train_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
-    from distill.train.stage import TRAIN_RESULT, fit
+    from distill.train.stage import fit, record_result
 
     result = fit(config.train, run_dir / "sft" / "examples.parquet", storage_path=out,
                  resources=config.ray.for_stage("train"), log=log)
-    last = result.history[-1] if result.history else {}
-    # relative to the run directory, so that a moved or copied run finds its own student
-    summary = {"checkpoint_dir": os.path.relpath(result.checkpoint_dir, run_dir),
-               "phases": result.phases,
-               "epochs": config.train.epochs, "final_loss": last.get("loss"),
-               "history": result.history}
-    (out / TRAIN_RESULT).write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
-    return {k: v for k, v in summary.items() if k != "history"}
+    return record_result(result, config.train.epochs, run_dir, out)
+
+
+def _eval_sets(config: PipelineConfig, run_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    sets = {s.label: _problems(run_dir, "eval/" + s.label.replace(":", "_"))
+            for s in config.data.eval}
+    if not sets:
+        raise ValueError("evaluate: data.eval lists no evaluation sets")
+    return sets
 
 
 def _evaluate_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
     from distill.evaluate.stage import evaluate_student
     from distill.train.stage import final_student
 
-    student = str(final_student(run_dir))
-    sets = {s.label: _problems(run_dir, "eval/" + s.label.replace(":", "_"))
-            for s in config.data.eval}
-    if not sets:
-        raise ValueError("evaluate: data.eval lists no evaluation sets")
+    student = str(final_student(run_dir, refined=False))  # the train stage's own
+    sets = _eval_sets(config, run_dir)
     report = evaluate_student(student, sets, config.train.target, config.evaluate, out,
                               resources=config.ray.for_stage("evaluate"), sandbox=config.sandbox)
     log(f"[evaluate] accuracy {report['accuracy']:.2%} ({report['correct']}/{report['n']}); "
         f"report: {out / 'report.md'}")
     return {"accuracy": report["accuracy"], "n": report["n"], "correct": report["correct"],
             "per_dataset": report["per_dataset"], "report": str(out / "report.json")}
+
+
+def _refine_stage(round_no: int) -> Callable[[PipelineConfig, Path, Path, Log], dict[str, Any]]:
+    def run(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
+        from distill.refine.stage import refine_round
+        from distill.sft.stage import read_rationales, search_equations
+        from distill.train.stage import TRAIN_RESULT, final_student
+
+        rationales = read_rationales(run_dir / "search" / "rationales")
+        if round_no == 1:
+            labels = {pid: [eq] for pid, eq in search_equations(rationales)[0].items()}
+            middle = final_student(run_dir, refined=False)
+        else:
+            before = run_dir / f"refine_{round_no - 1}"
+            labels = json.loads((before / "labels.json").read_text(encoding="utf-8"))
+            middle = run_dir / json.loads(
+                (before / "train" / TRAIN_RESULT).read_text())["checkpoint_dir"]
+        summary = refine_round(round_no, _train_problems(run_dir), _eval_sets(config, run_dir),
+                               labels, rationales, middle, pipeline=config, run_dir=run_dir,
+                               out=out, log=log)
+        return {k: v for k, v in summary.items() if k != "per_dataset"}
+    return run
 
 
 @dataclass(frozen=True)
@@ -240,6 +263,18 @@ def stages_for(config: PipelineConfig) -> list[Stage]:
         Stage("evaluate", lambda c: {"evaluate": dump(c.evaluate), "sandbox": dump(c.sandbox)},
               _evaluate_stage, code=("distill.pipeline", "distill.evaluate.stage")),
     ]
+    if config.refine is not None:
+        # each round depends on the one before it (the key chain) and on everything the first
+        # student did; resumable: its candidates and examples are kept, training resumes
+        for r in range(1, config.refine.rounds + 1):
+            stages.append(Stage(
+                f"refine_{r}", lambda c, r=r: {"refine": dump(c.refine), "round": r,
+                                               "train": dump(c.train),
+                                               "evaluate": dump(c.evaluate),
+                                               "constants": c.search.constant_texts(),
+                                               "sandbox": dump(c.sandbox)},
+                _refine_stage(r), code=("distill.pipeline", "distill.refine.stage"),
+                resumable=True))
     return stages
 
 

@@ -212,7 +212,7 @@ def test_evaluate_builds_its_pool_from_the_sandbox_config(monkeypatch, pools, tm
     from distill.evaluate import stage
     from distill.evaluate.config import EvaluateConfig
 
-    monkeypatch.setattr(stage, "_generate_on_ray",
+    monkeypatch.setattr(stage, "generate_on_ray",
                         lambda student, rows, *a: [["ans = 1"] for _ in rows])
     box = SandboxConfig(**SANDBOX)
     with pytest.raises(Sentinel):

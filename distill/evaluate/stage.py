@@ -37,7 +37,7 @@ from distill.resources import StageResources, resources_or_default
 if TYPE_CHECKING:
     from distill.sandbox import SandboxConfig
 
-__all__ = ["NEEDS", "WRITES", "evaluate_student"]
+__all__ = ["NEEDS", "WRITES", "evaluate_student", "generate_on_ray"]
 
 # the Problem columns evaluate_student reads (``dataset`` it sets itself: the set's label;
 # ``answer_raw`` is preferred as the gold when present)
@@ -45,9 +45,10 @@ NEEDS: tuple[str, ...] = ("id", "question", "masked_question", "quantities", "an
 WRITES = None  # predictions.jsonl and the report; no rows another stage reads
 
 
-def _generate_on_ray(student_dir: str, rows: list[dict[str, Any]], target: str,
+def generate_on_ray(student_dir: str, rows: list[dict[str, Any]], target: str,
                      config: EvaluateConfig, resources: StageResources | None) -> list[list[str]]:
-    """Outputs per row, in row order, from an actor pool."""
+    """Outputs per row (``config.inference.num_samples`` each), in row order, from an actor
+    pool decoding ``student_dir`` (equation students under their grammar)."""
     import ray.data
 
     res = resources_or_default(resources)
@@ -103,7 +104,7 @@ def evaluate_student(
     if not rows:
         raise ValueError("evaluate: no problems in the chosen sets")
     t0 = time.perf_counter()
-    outputs = _generate_on_ray(str(student_dir), rows, target, config, resources)
+    outputs = generate_on_ray(str(student_dir), rows, target, config, resources)
     gen_s = time.perf_counter() - t0
     execute = None
     pool = None

@@ -284,12 +284,45 @@ def _write_examples(rows: list[dict[str, Any]], path: str) -> None:
     pq.write_table(to_table(rows, SFT_EXAMPLE_SCHEMA), path)
 
 
-def final_student(run_dir: str | Path) -> Path:
-    """The checkpoint folder of the student a run's train stage finished with.
+def record_result(result: TrainResult, epochs: int, run_dir: str | Path, out: str | Path
+                  ) -> dict[str, Any]:
+    """Write ``out/result.json`` for a finished training (the checkpoint relative to the run
+    directory, so that a moved or copied run finds its own student) and return its summary
+    without the per-epoch history."""
+    last = result.history[-1] if result.history else {}
+    summary = {"checkpoint_dir": os.path.relpath(result.checkpoint_dir, run_dir),
+               "phases": result.phases, "epochs": epochs, "final_loss": last.get("loss"),
+               "history": result.history}
+    (Path(out) / TRAIN_RESULT).write_text(json.dumps(summary, indent=2, ensure_ascii=False,
+                                                      default=str))
+    return {k: v for k, v in summary.items() if k != "history"}
+
+
+def _last_refined(run_dir: Path) -> Path | None:
+    """The result.json of the run's last refinement round, when the manifest records the run's
+    refinement rounds up to it as complete (a round of an earlier config is not the run's)."""
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    refine = (manifest.get("config") or {}).get("refine") or {}
+    stages = manifest.get("stages") or {}
+    last = None
+    for r in range(1, int(refine.get("rounds") or 0) + 1):
+        if (stages.get(f"refine_{r}") or {}).get("status") != "complete":
+            break
+        if (run_dir / f"refine_{r}" / "train" / TRAIN_RESULT).is_file():
+            last = run_dir / f"refine_{r}" / "train" / TRAIN_RESULT
+    return last
+
+
+def final_student(run_dir: str | Path, refined: bool = True) -> Path:
+    """The checkpoint folder of the student a run finished with: its last complete refinement
+    round's (``refined``, when the run refines), else the train stage's.
 
     Raises FileNotFoundError naming the run when its train stage has not completed."""
     run_dir = Path(run_dir)
-    result = run_dir / "train" / TRAIN_RESULT
+    result = (_last_refined(run_dir) if refined else None) or run_dir / "train" / TRAIN_RESULT
     if not result.is_file():
         raise FileNotFoundError(f"{run_dir}: no trained student ({result} is missing; "
                                 "the run's train stage has not completed)")

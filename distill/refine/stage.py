@@ -1,0 +1,187 @@
+"""One FLTT refinement round on Ray: decode the failure pool with the middle model, accept,
+retrain, evaluate. A thin wrapper over :mod:`distill.refine.core`; decoding is the evaluation
+stage's actor pool (:func:`distill.evaluate.stage.generate_on_ray`, equation students under
+their grammar), training is :func:`distill.train.stage.fit`, evaluation
+:func:`distill.evaluate.stage.evaluate_student`.
+
+Layout of a round's folder (``<run>/refine_<r>/``)::
+
+    candidates.jsonl    one row per pool problem: id, why it is in the pool, the k outputs,
+                        votes of the accepted labels, the label chosen (or null), the old labels
+    labels.json         problem id -> labels after the round (the next round starts from it)
+    examples.parquet    the SFT examples the student is retrained on
+    train/              Ray Train checkpoints; result.json names the final one
+    evaluate/           the evaluation stage's report of the retrained student
+    summary.json        the round's figures (also the manifest's counts)
+
+Resumable: each file is written once, atomically; a round killed and started again reuses the
+candidates and examples it wrote, resumes training from its last checkpoint and evaluates again.
+
+Contract: :data:`NEEDS` (the Problem columns of the training problems).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from distill.records import require_columns
+from distill.refine.core import (
+    accepted_labels,
+    choose_label,
+    failure_pool,
+    merge_labels,
+    same_function,
+)
+
+__all__ = ["NEEDS", "refine_round"]
+
+NEEDS: tuple[str, ...] = ("id", "masked_question", "quantities", "answer", "lang")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _gold_labels(problems: Sequence[Mapping[str, Any]], constants: Sequence[str]
+                 ) -> dict[str, str]:
+    """Problem id -> its gold equation over its placeholders, where the data has one."""
+    from distill.sft.core import masked_gold_equations
+
+    with_gold = [p for p in problems if p.get("equation")]
+    return masked_gold_equations(with_gold, constants)[0] if with_gold else {}
+
+
+def refine_round(
+    round_no: int,
+    problems: Sequence[Mapping[str, Any]],
+    eval_sets: Mapping[str, Sequence[Mapping[str, Any]]],
+    labels: Mapping[str, Sequence[str]],
+    rationales: Sequence[Mapping[str, Any]],
+    middle_model: str | Path,
+    *,
+    pipeline: Any,
+    run_dir: Path,
+    out: Path,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Round ``round_no`` of refinement under ``out``; returns its summary.
+
+    ``labels``: the labels the round starts from (search's best match per problem, or the
+    previous round's); ``rationales``: the search's rows (their ranking makes a label
+    doubtful); ``middle_model``: the student that decodes the candidates; ``pipeline``: the
+    run's :class:`~distill.config.PipelineConfig` (its ``refine``, ``train``, ``evaluate``,
+    ``search`` constants, ``sandbox`` and Ray resources)."""
+    import pyarrow.parquet as pq
+
+    from distill.evaluate.config import EvaluateConfig
+    from distill.evaluate.stage import evaluate_student, generate_on_ray
+    from distill.records import to_table
+    from distill.sft.core import build_sft_examples
+    from distill.sft.stage import WRITES as SFT_WRITES
+    from distill.train.stage import fit, record_result
+
+    cfg = pipeline.refine
+    target = pipeline.train.target
+    if target != "equation_prefix":
+        raise ValueError(f"refine: the middle model must be an equation_prefix student "
+                         f"(train.target is {target!r})")
+    problems = list(problems)
+    if problems:
+        require_columns(problems[0].keys(), NEEDS, "refine (training problems)")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    by_id = {p["id"]: p for p in problems}
+
+    # 1. the failure pool and its candidates (written once)
+    cand_file = out / "candidates.jsonl"
+    if cand_file.is_file():
+        rows = [json.loads(line) for line in cand_file.open(encoding="utf-8")]
+        log(f"[refine_{round_no}] candidates of {len(rows)} problems already decoded")
+    else:
+        pool = failure_pool(problems, labels, rationales, cfg)
+        log(f"[refine_{round_no}] failure pool: {len(pool)} of {len(problems)} problems; "
+            f"{cfg.candidates} candidates each")
+        pool_rows = [dict(by_id[pid]) for pid in pool]
+        inference = pipeline.evaluate.inference.model_copy(update={
+            "num_samples": cfg.candidates, "temperature": cfg.temperature, "top_p": cfg.top_p,
+            "seed": pipeline.seed + round_no, "constrain_equations": True})
+        outputs = generate_on_ray(str(middle_model), pool_rows, target,
+                                  EvaluateConfig(inference=inference),
+                                  pipeline.ray.for_stage("evaluate")) if pool_rows else []
+        rows = []
+        for p, outs in zip(pool_rows, outputs):
+            votes = accepted_labels(outs, p, pipeline.search.constant_texts(p.get("lang")))
+            rows.append({"id": p["id"], "pool": pool[p["id"]], "outputs": outs,
+                         "votes": dict(votes), "chosen": choose_label(votes, cfg.min_votes),
+                         "old": list(labels.get(p["id"], []))})
+        _write_atomic(cand_file, "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                         for r in rows))
+
+    # 2. the labels after the round, and the examples (written once)
+    chosen = {r["id"]: r["chosen"] for r in rows if r["chosen"]}
+    new_labels, changed = merge_labels(labels, chosen, cfg.rule)
+    labels_file = out / "labels.json"
+    if not labels_file.is_file():
+        _write_atomic(labels_file, json.dumps(new_labels, indent=1, ensure_ascii=False,
+                                              sort_keys=True))
+    examples_file = out / "examples.parquet"
+    if not examples_file.is_file():
+        examples: list[dict[str, Any]] = []
+        depth = max((len(v) for v in new_labels.values()), default=0)
+        for i in range(depth):  # first labels, then the second ones (rule: add)
+            layer = {pid: ls[i] for pid, ls in new_labels.items() if len(ls) > i}
+            examples += build_sft_examples(problems, target, equations=layer).rows
+        if not examples:
+            raise ValueError(f"refine_{round_no}: no training examples")
+        tmp = out / "examples.parquet.tmp"
+        pq.write_table(to_table(examples, SFT_WRITES), tmp)
+        tmp.replace(examples_file)
+
+    # 3. retrain (resumes from its checkpoints), then evaluate
+    # each round trains its own run: <storage>/<name>_refine_<r> (never the first student's)
+    ckpt = pipeline.train.checkpointing
+    update: dict[str, Any] = {"checkpointing": ckpt.model_copy(
+        update={"name": f"{ckpt.name}_refine_{round_no}"})}
+    if cfg.epochs is not None:
+        update["epochs"] = cfg.epochs
+    train_cfg = pipeline.train.model_copy(update=update)
+    result = fit(train_cfg, examples_file, storage_path=out / "train",
+                 resources=pipeline.ray.for_stage("train"), log=log)
+    trained = record_result(result, train_cfg.epochs, run_dir, out / "train")
+    report = evaluate_student(result.checkpoint_dir, eval_sets, target, pipeline.evaluate,
+                              out / "evaluate", resources=pipeline.ray.for_stage("evaluate"),
+                              sandbox=pipeline.sandbox)
+
+    # 4. the round's figures
+    gold = _gold_labels([by_id[pid] for pid in chosen], pipeline.data.constants)
+    compared = [pid for pid in chosen if pid in gold]
+    reasons: dict[str, int] = {}
+    for r in rows:
+        for why in r["pool"]:
+            reasons[why] = reasons.get(why, 0) + 1
+    summary = {
+        "round": round_no,
+        "pool": len(rows), "pool_reasons": reasons,
+        "candidates_tried": sum(len(r["outputs"]) for r in rows),
+        "accepted": len(chosen),
+        "labels_changed": changed,
+        "labelled_problems": sum(1 for v in new_labels.values() if v),
+        "new_labels_with_gold": len(compared),
+        "new_labels_gold_equivalent": sum(
+            same_function(chosen[pid], gold[pid], len(by_id[pid]["quantities"]))
+            for pid in compared),
+        "accuracy": report["accuracy"], "correct": report["correct"], "n": report["n"],
+        "per_dataset": report["per_dataset"],
+        "checkpoint_dir": trained["checkpoint_dir"], "final_loss": trained["final_loss"],
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    _write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
+    log(f"[refine_{round_no}] pool {summary['pool']}, accepted {summary['accepted']}, labels "
+        f"changed {changed}; accuracy {report['accuracy']:.2%} "
+        f"({report['correct']}/{report['n']})")
+    return summary
