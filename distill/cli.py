@@ -202,6 +202,21 @@ def config_show(file: Path = typer.Argument(..., help="Pipeline config YAML.")) 
         fail(str(e))
 
 
+@app.command("report")
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+) -> None:
+    """Print a run's report: its stages, its evaluation, a section per refinement round and
+    the evaluations made afterwards (also written to RUN_DIR/report.md by `run`)."""
+    from distill.runreport import run_report
+
+    try:
+        text, _ = run_report(run_dir)
+    except FileNotFoundError as e:
+        fail(str(e))
+    typer.echo(text)
+
+
 @app.command("run")
 def run(
     config: Path = typer.Argument(..., help="Pipeline config YAML (see configs/)."),

@@ -326,4 +326,7 @@ def run_pipeline(config: PipelineConfig, run_dir: str | Path | None = None, log:
         )
         _write_manifest(run_dir, manifest)
         log(f"[{stage.name}] complete in {stages[stage.name]['seconds']} s")
+    from distill.runreport import write_run_report
+
+    log(f"report: {write_run_report(run_dir)}")
     return manifest

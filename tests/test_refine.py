@@ -147,6 +147,12 @@ def test_a_refinement_round_end_to_end(tmp_path: Path) -> None:
     assert "refine_1" in summary["checkpoint_dir"]
     assert resolve_student(run).checkpoint == str(final_student(run))
     assert "refine_1" not in str(final_student(run, refined=False))
+    # the run's report has the round, and the plot of accuracy by round
+    text = (run / "report.md").read_text()
+    assert "## Refinement rounds" in text and "### Round 1" in text
+    assert f"| 1 | {summary['pool']} | {summary['candidates_tried']} | {summary['accepted']} |" \
+        in text
+    assert (run / "report_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # a run stopped inside the round (the manifest still says running; its summary not yet
     # written): started again, the round keeps its candidates, labels and examples byte for
@@ -174,3 +180,10 @@ def test_refinement_needs_search_and_a_prefix_student():
     with pytest.raises(ValueError, match="refine"):
         PipelineConfig.model_validate(cfg)
     assert ConfigError  # (re-exported)
+
+
+def test_the_run_report_without_a_run_is_refused(tmp_path: Path) -> None:
+    from distill.runreport import run_report
+
+    with pytest.raises(FileNotFoundError, match="no run here"):
+        run_report(tmp_path)
