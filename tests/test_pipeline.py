@@ -134,6 +134,79 @@ def test_rerun_skips_complete_stages_and_reruns_from_a_changed_one(reference_run
     assert manifest["stages"]["evaluate"]["counts"]["n"] == 10
 
 
+def test_a_refinement_round_from_the_reference_run(reference_run, tmp_path) -> None:
+    """refine_1 after the reference run's stages (they are skipped: refinement is not part of
+    their keys), then the round stopped inside (manifest still running) and resumed."""
+    from distill.equations import parse_prefix
+    from distill.evaluate.infer import equation_answer
+    from distill.evaluate.student import resolve_student
+    from distill.refine.config import RefineConfig
+    from distill.sft.core import equation_target
+    from distill.train.stage import final_student
+
+    run = tmp_path / "run"
+    shutil.copytree(reference_run[0], run)
+    # every label with a ranking margin under 100 is doubtful: the pool is not empty
+    cfg = small_quickstart().model_copy(update={"refine": RefineConfig(
+        rounds=1, candidates=4, doubtful_margin=100.0, epochs=3)})
+    logs: list[str] = []
+    manifest = run_pipeline(cfg, run, log=logs.append)
+    assert [line.split()[0] for line in logs if "skipped" in line] == [
+        "[data]", "[search]", "[sft]", "[train]", "[evaluate]"]
+    summary = manifest["stages"]["refine_1"]["counts"]
+    out = run / "refine_1"
+    rows = [json.loads(line) for line in (out / "candidates.jsonl").open()]
+    problems = {r["id"]: r for r in pq.read_table(str(run / "data" / "train")).to_pylist()}
+    assert summary["pool"] == len(rows) > 0
+    assert summary["candidates_tried"] == 4 * len(rows)
+    chosen = {r["id"]: r["chosen"] for r in rows if r["chosen"]}
+    assert summary["accepted"] == len(chosen) > 0
+    for r in rows:
+        assert len(r["outputs"]) == 4
+        for text in r["outputs"]:
+            parse_prefix(text)  # the grammar: every candidate is well-formed
+    for pid, label in chosen.items():  # an accepted label gives the problem's answer
+        target = equation_target(label, "prefix", len(problems[pid]["quantities"]))
+        answer, _ = equation_answer(target, problems[pid]["quantities"])
+        assert grade(answer, problems[pid]["answer"]).equal, (pid, label)
+    labels = json.loads((out / "labels.json").read_text())
+    for pid, label in chosen.items():
+        assert labels[pid] == [label]  # rule: replace
+    examples = pq.read_table(str(out / "examples.parquet")).to_pylist()
+    by_problem = {e["problem_id"]: e["target_text"] for e in examples}
+    assert len(examples) == len(by_problem) == sum(1 for v in labels.values() if v)
+    for pid, label in chosen.items():
+        assert by_problem[pid] == equation_target(label, "prefix")
+    report = json.loads((out / "evaluate" / "report.json").read_text())
+    assert summary["accuracy"] == report["accuracy"] and report["n"] == 30
+    # the run's final student is the refined one (serving and `mathdistill evaluate` use it);
+    # the first evaluation stays the first student's
+    assert final_student(run) == run / summary["checkpoint_dir"]
+    assert "refine_1" in summary["checkpoint_dir"]
+    assert resolve_student(run).checkpoint == str(final_student(run))
+    assert "refine_1" not in str(final_student(run, refined=False))
+    # the run's report has the round, and the plot of accuracy by round
+    text = (run / "report.md").read_text()
+    assert "## Refinement rounds" in text and "### Round 1" in text
+    assert f"| 1 | {summary['pool']} | {summary['candidates_tried']} | {summary['accepted']} |" \
+        in text
+    assert (run / "report_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # a run stopped inside the round (the manifest still says running; its summary not yet
+    # written): started again, the round keeps its candidates, labels and examples byte for
+    # byte, resumes training from its checkpoints and completes
+    before = {f: (out / f).read_bytes() for f in ("candidates.jsonl", "labels.json",
+                                                    "examples.parquet")}
+    data = json.loads((run / "manifest.json").read_text())
+    data["stages"]["refine_1"]["status"] = "running"
+    (run / "manifest.json").write_text(json.dumps(data))
+    (out / "summary.json").unlink()
+    again = run_pipeline(cfg, run, log=lambda s: None)
+    assert again["stages"]["refine_1"]["status"] == "complete"
+    assert {f: (out / f).read_bytes() for f in before} == before
+    assert again["stages"]["refine_1"]["counts"]["accepted"] == summary["accepted"]
+
+
 def test_until_stops_after_a_stage_and_gold_teacher_builds_from_gold(ray_local, tmp_path) -> None:
     cfg = small_quickstart().model_copy(update={"teacher": "gold"})
     manifest = run_pipeline(cfg, tmp_path / "gold", log=lambda s: None, until="sft")

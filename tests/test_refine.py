@@ -1,5 +1,6 @@
-"""FLTT refinement: the pure core (pool, acceptance, choice, merge) and a small run with one
-refinement round end to end, then killed inside the round and resumed."""
+"""FLTT refinement, the pure core: pool, acceptance, choice, merge, gold equivalence; the
+config rule; the run report's refusal. A round end to end (from a copy of the pipeline tests'
+reference run, then stopped inside the round and resumed) is in tests/test_pipeline.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from distill.refine.config import RefineConfig
@@ -86,87 +86,6 @@ def test_gold_equivalence_is_the_same_function_of_the_quantities():
     assert same_function("x = N0 * (N1 + N2)", "x = N0 * N1 + N2 * N0", 3)
     assert not same_function("x = N0 * N1 + N2", "x = N0 * (N1 + N2)", 3)
     assert not same_function("x = N0 / (N1 - N1)", "x = N0", 2)  # division by zero: no
-
-
-# ------------------------------------------------------------------------------ end to end
-def _config(epochs: int = 4):
-    from distill.config import load_config
-
-    cfg = load_config(REPO / "configs" / "quickstart.yaml")
-    data = cfg.data.model_copy(update={"synthetic": cfg.data.synthetic.model_copy(
-        update={"n_train": 64, "n_valid": 8, "n_test": 12, "langs": ["en"], "max_steps": 1})})
-    train = cfg.train.model_copy(update={"epochs": epochs, "num_workers": 1, "batch_size": 16,
-                                         "log_every_steps": 5})
-    # every label with a small ranking margin is doubtful: the pool is not empty
-    refine = RefineConfig(rounds=1, candidates=4, doubtful_margin=100.0, epochs=epochs)
-    return cfg.model_copy(update={"data": data, "train": train, "refine": refine,
-                                  "search": cfg.search.model_copy(update={"max_ops": 2})})
-
-
-@pytest.mark.ray
-def test_a_refinement_round_end_to_end(tmp_path: Path) -> None:
-    from distill.equations import parse_prefix
-    from distill.evaluate.infer import equation_answer
-    from distill.evaluate.student import resolve_student
-    from distill.grading import answers_match
-    from distill.pipeline import run_pipeline
-    from distill.sft.core import equation_target
-    from distill.train.stage import final_student
-
-    run = tmp_path / "run"
-    manifest = run_pipeline(_config(), run, log=lambda s: None)
-    summary = manifest["stages"]["refine_1"]["counts"]
-    out = run / "refine_1"
-    rows = [json.loads(line) for line in (out / "candidates.jsonl").open()]
-    problems = {r["id"]: r for r in pq.read_table(str(run / "data" / "train")).to_pylist()}
-    assert summary["pool"] == len(rows) > 0
-    assert summary["candidates_tried"] == 4 * len(rows)
-    chosen = {r["id"]: r["chosen"] for r in rows if r["chosen"]}
-    assert summary["accepted"] == len(chosen) > 0
-    for r in rows:
-        assert len(r["outputs"]) == 4
-        for text in r["outputs"]:
-            parse_prefix(text)  # the grammar: every candidate is well-formed
-    for pid, label in chosen.items():  # an accepted label gives the problem's answer
-        target = equation_target(label, "prefix", len(problems[pid]["quantities"]))
-        answer, _ = equation_answer(target, problems[pid]["quantities"])
-        assert answers_match(answer, problems[pid]["answer"]), (pid, label)
-    labels = json.loads((out / "labels.json").read_text())
-    for pid, label in chosen.items():
-        assert labels[pid] == [label]  # rule: replace
-    examples = pq.read_table(str(out / "examples.parquet")).to_pylist()
-    by_problem = {e["problem_id"]: e["target_text"] for e in examples}
-    assert len(examples) == len(by_problem) == sum(1 for v in labels.values() if v)
-    for pid, label in chosen.items():
-        assert by_problem[pid] == equation_target(label, "prefix")
-    report = json.loads((out / "evaluate" / "report.json").read_text())
-    assert summary["accuracy"] == report["accuracy"] and report["n"] == 12
-    # the run's final student is the refined one (serving and `mathdistill evaluate` use it);
-    # the first evaluation stays the first student's
-    assert final_student(run) == run / summary["checkpoint_dir"]
-    assert "refine_1" in summary["checkpoint_dir"]
-    assert resolve_student(run).checkpoint == str(final_student(run))
-    assert "refine_1" not in str(final_student(run, refined=False))
-    # the run's report has the round, and the plot of accuracy by round
-    text = (run / "report.md").read_text()
-    assert "## Refinement rounds" in text and "### Round 1" in text
-    assert f"| 1 | {summary['pool']} | {summary['candidates_tried']} | {summary['accepted']} |" \
-        in text
-    assert (run / "report_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-    # a run stopped inside the round (the manifest still says running; its summary not yet
-    # written): started again, the round keeps its candidates, labels and examples byte for
-    # byte, resumes training from its checkpoints and completes
-    before = {f: (out / f).read_bytes() for f in ("candidates.jsonl", "labels.json",
-                                                    "examples.parquet")}
-    data = json.loads((run / "manifest.json").read_text())
-    data["stages"]["refine_1"]["status"] = "running"
-    (run / "manifest.json").write_text(json.dumps(data))
-    (out / "summary.json").unlink()
-    again = run_pipeline(_config(), run, log=lambda s: None)
-    assert again["stages"]["refine_1"]["status"] == "complete"
-    assert {f: (out / f).read_bytes() for f in before} == before
-    assert again["stages"]["refine_1"]["counts"]["accepted"] == summary["accepted"]
 
 
 def test_refinement_needs_search_and_a_prefix_student():
