@@ -222,7 +222,8 @@ def run(
     config: Path = typer.Argument(..., help="Pipeline config YAML (see configs/)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Default: runs/<name>."),
     until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage (data, "
-                                        "search or generate, sft, train, evaluate)."),
+                                        "search or generate, sft, train, evaluate, "
+                                        "refine_1 … refine_R)."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON at the end."),
 ) -> None:
     """Run a whole pipeline config (data -> teacher -> SFT -> train -> evaluate); stages
