@@ -147,8 +147,9 @@ class ServeConfig(StrictModel):
             "name": "gateway",
             "ray_actor_options": {"num_cpus": 0},
             # the ingress holds every request in flight while the students work; admission is
-            # decided at the students' queues (503 in the API's shape, with Retry-After), so the
-            # proxy's own queue in front of the ingress (a plain-text 503) is kept out of the way
+            # decided by its forwarders (forwarding_limits: 503 in the API's shape, with
+            # Retry-After), so the proxy's own queue in front of the ingress (a plain-text 503)
+            # is kept out of the way
             "max_ongoing_requests": max(1000, 2 * self.max_queued_requests),
             "max_queued_requests": max(10_000, 8 * self.max_queued_requests),
             "graceful_shutdown_timeout_s": 10.0,
