@@ -33,6 +33,7 @@ from pydantic import (
 from distill.configbase import ConfigError, StrictModel  # noqa: F401 - ConfigError re-exported
 from distill.data.config import DataConfig, DataSource  # noqa: F401 - re-exported
 from distill.evaluate.config import EvaluateConfig
+from distill.fdd.config import FDDConfig
 from distill.generate.config import GenerateConfig
 from distill.refine.config import RefineConfig
 from distill.resources import StageResources  # noqa: F401 - re-exported; defined there
@@ -123,6 +124,10 @@ class PipelineConfig(StrictModel):
     refine: RefineConfig | None = Field(None, description="FLTT refinement rounds after the "
                                         "first evaluation (teacher search, equation_prefix "
                                         "students); None: no refinement.")
+    fdd: FDDConfig | None = Field(None, description="FDD rounds after evaluation (and "
+                                  "refinement): the student's failures drive new problems "
+                                  "(equation_prefix students, labels from search or gold); "
+                                  "None: no FDD rounds.")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="How generated "
                                    "programs run (verification, evaluation, serving).")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="Serving the trained "
@@ -173,6 +178,12 @@ class PipelineConfig(StrictModel):
                                         or target != "equation_prefix"):
             raise ValueError("refine: refinement re-labels the search's problems with an "
                              "equation student: it needs teacher 'search' and train.target "
+                             f"'equation_prefix' (got teacher {self.teacher!r}, target "
+                             f"{target!r})")
+        if self.fdd is not None and (self.teacher not in ("search", "gold")
+                                     or target != "equation_prefix"):
+            raise ValueError("fdd: the perturb teacher varies problems with verified equations: "
+                             "it needs teacher 'search' or 'gold' and train.target "
                              f"'equation_prefix' (got teacher {self.teacher!r}, target "
                              f"{target!r})")
         return self

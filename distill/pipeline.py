@@ -19,7 +19,11 @@ Stages (each writes under ``<run_dir>/<stage>/``):
 * ``refine_1`` … ``refine_R`` -- with a ``refine:`` section, FLTT refinement rounds: the last
   student decodes candidates for the training problems whose label is missing or doubtful,
   accepted ones become labels, the student is trained again and evaluated
-  (:mod:`distill.refine.stage`); the run's final student is the last round's.
+  (:mod:`distill.refine.stage`);
+* ``fdd_1`` … ``fdd_R`` -- with an ``fdd:`` section, FDD rounds: the last student answers every
+  training problem, the offline teacher writes similar problems for the ones it fails, the
+  student is trained again on everything and evaluated (:mod:`distill.fdd.stage`). The run's
+  final student is its last round's.
 
 Each stage's entry in the manifest holds its status, its key, the version of its code, its
 counts and its timing. The key hashes everything that changes the stage's rows: its config
@@ -199,12 +203,12 @@ def _evaluate_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) 
 def _refine_stage(round_no: int) -> Callable[[PipelineConfig, Path, Path, Log], dict[str, Any]]:
     def run(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
         from distill.refine.stage import refine_round
-        from distill.sft.stage import read_rationales, search_equations
+        from distill.sft.stage import read_rationales
         from distill.train.stage import TRAIN_RESULT, final_student
 
         rationales = read_rationales(run_dir / "search" / "rationales")
         if round_no == 1:
-            labels = {pid: [eq] for pid, eq in search_equations(rationales)[0].items()}
+            labels = _first_labels(config, run_dir, _train_problems(run_dir))
             middle = final_student(run_dir, refined=False)
         else:
             before = run_dir / f"refine_{round_no - 1}"
@@ -216,6 +220,42 @@ def _refine_stage(round_no: int) -> Callable[[PipelineConfig, Path, Path, Log], 
                                out=out, log=log)
         return {k: v for k, v in summary.items() if k != "per_dataset"}
     return run
+
+
+def _fdd_stage(round_no: int) -> Callable[[PipelineConfig, Path, Path, Log], dict[str, Any]]:
+    def run(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
+        from distill.fdd.stage import fdd_round, new_problems_of
+        from distill.train.stage import final_student
+
+        problems = _train_problems(run_dir)
+        for r in range(1, round_no):
+            problems += new_problems_of(run_dir / f"fdd_{r}")
+        if round_no > 1:
+            labels = json.loads((run_dir / f"fdd_{round_no - 1}" / "labels.json").read_text(
+                encoding="utf-8"))
+        elif config.refine is not None:
+            labels = json.loads((run_dir / f"refine_{config.refine.rounds}" / "labels.json")
+                                .read_text(encoding="utf-8"))
+        else:
+            labels = _first_labels(config, run_dir, problems)
+        summary = fdd_round(round_no, problems, _eval_sets(config, run_dir), labels,
+                            final_student(run_dir), pipeline=config, run_dir=run_dir, out=out,
+                            log=log)
+        return {k: v for k, v in summary.items() if k != "per_dataset"}
+    return run
+
+
+def _first_labels(config: PipelineConfig, run_dir: Path,
+                  problems: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Problem id -> [label] as the SFT stage took them: the search's best match, or gold."""
+    from distill.sft.core import masked_gold_equations
+    from distill.sft.stage import read_rationales, search_equations
+
+    if config.teacher == "gold":
+        equations = masked_gold_equations(problems, config.data.constants)[0]
+    else:
+        equations = search_equations(read_rationales(run_dir / "search" / "rationales"))[0]
+    return {pid: [eq] for pid, eq in equations.items()}
 
 
 @dataclass(frozen=True)
@@ -275,6 +315,13 @@ def stages_for(config: PipelineConfig) -> list[Stage]:
                                                "sandbox": dump(c.sandbox)},
                 _refine_stage(r), code=("distill.pipeline", "distill.refine.stage"),
                 resumable=True))
+    if config.fdd is not None:
+        for r in range(1, config.fdd.rounds + 1):
+            stages.append(Stage(
+                f"fdd_{r}", lambda c, r=r: {"fdd": dump(c.fdd), "round": r,
+                                            "train": dump(c.train), "evaluate": dump(c.evaluate),
+                                            "sandbox": dump(c.sandbox)},
+                _fdd_stage(r), code=("distill.pipeline", "distill.fdd.stage"), resumable=True))
     return stages
 
 

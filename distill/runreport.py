@@ -1,5 +1,5 @@
-"""One report per run: its stages, its evaluation, a section per refinement round and the
-evaluations made afterwards (``mathdistill evaluate``), as Markdown, with a plot of accuracy by
+"""One report per run: its stages, its evaluation, a section per refinement round, a table of
+its FDD rounds and the evaluations made afterwards (``mathdistill evaluate``), as Markdown, with a plot of accuracy by
 round. What ``mathdistill report RUN_DIR`` prints and ``mathdistill run`` writes to
 ``<run>/report.md`` at the end. Reads only what the stages wrote (manifest.json, the reports
 and the rounds' summary.json); writes nothing but ``report.md`` and ``report_accuracy.png``.
@@ -25,13 +25,14 @@ def _pct(x: Any) -> str:
     return f"{100 * x:.1f}%" if isinstance(x, (int, float)) else "–"
 
 
-def _rounds(run_dir: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def _rounds(run_dir: Path, manifest: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The summaries of the complete ``kind`` rounds (``refine`` or ``fdd``), in order."""
     stages = manifest.get("stages") or {}
     out = []
     r = 1
-    while f"refine_{r}" in stages:
-        summary = _read(run_dir / f"refine_{r}" / "summary.json")
-        if summary is not None and stages[f"refine_{r}"].get("status") == "complete":
+    while f"{kind}_{r}" in stages:
+        summary = _read(run_dir / f"{kind}_{r}" / "summary.json")
+        if summary is not None and stages[f"{kind}_{r}"].get("status") == "complete":
             out.append(summary)
         r += 1
     return out
@@ -58,7 +59,7 @@ def run_report(run_dir: str | Path) -> tuple[str, list[tuple[str, float]]]:
         for label, d in (first.get("per_dataset") or {}).items():
             lines.append(f"| {label} | {_pct(d.get('accuracy'))} | {d.get('n')} |")
         by_round.append(("train", first.get("accuracy")))
-    rounds = _rounds(run_dir, manifest)
+    rounds = _rounds(run_dir, manifest, "refine")
     if rounds:
         lines += ["", "## Refinement rounds", "",
                   "| round | pool | candidates | accepted | labels changed | gold-equivalent "
@@ -77,6 +78,17 @@ def run_report(run_dir: str | Path) -> tuple[str, list[tuple[str, float]]]:
                       f"{s['labelled_problems']} problems labelled; accuracy "
                       f"{_pct(s['accuracy'])} ({s['correct']}/{s['n']}); student "
                       f"`{s['checkpoint_dir']}`; details in `refine_{s['round']}/evaluate/report.md`."]
+    fdd = _rounds(run_dir, manifest, "fdd")
+    if fdd:
+        lines += ["", "## FDD rounds", "",
+                  "| round | problems | easy | hard | new problems | set aside | accuracy | "
+                  "seconds |", "|---|---|---|---|---|---|---|---|"]
+        for s in fdd:
+            aside = ", ".join(f"{k} {v}" for k, v in sorted(s["rejected"].items())) or "–"
+            lines.append(f"| {s['round']} | {s['problems']} | {s['easy']} | {s['hard']} | "
+                         f"{s['generated']} | {aside} | {_pct(s['accuracy'])} | "
+                         f"{s['seconds']} |")
+            by_round.append((f"fdd {s['round']}", s["accuracy"]))
     later = sorted((run_dir / "evaluations").glob("*/report.json"))
     if later:
         lines += ["", "## Later evaluations (`mathdistill evaluate`)", "",

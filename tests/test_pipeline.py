@@ -135,20 +135,26 @@ def test_rerun_skips_complete_stages_and_reruns_from_a_changed_one(reference_run
 
 
 def test_a_refinement_round_from_the_reference_run(reference_run, tmp_path) -> None:
-    """refine_1 after the reference run's stages (they are skipped: refinement is not part of
-    their keys), then the round stopped inside (manifest still running) and resumed."""
+    """refine_1 and fdd_1 after the reference run's stages (they are skipped: the rounds are not
+    part of their keys), then refine_1 stopped inside (manifest still running) and resumed."""
     from distill.equations import parse_prefix
     from distill.evaluate.infer import equation_answer
     from distill.evaluate.student import resolve_student
+    from distill.data.decontam import normalize_question
+    from distill.equations import parse, value_of
+    from distill.fdd.config import FDDConfig
+    from distill.quantities import parse_number
     from distill.refine.config import RefineConfig
     from distill.sft.core import equation_target
     from distill.train.stage import final_student
 
     run = tmp_path / "run"
     shutil.copytree(reference_run[0], run)
-    # every label with a ranking margin under 100 is doubtful: the pool is not empty
-    cfg = small_quickstart().model_copy(update={"refine": RefineConfig(
-        rounds=1, candidates=4, doubtful_margin=100.0, epochs=3)})
+    # every label with a ranking margin under 100 is doubtful: the pool is not empty; then one
+    # FDD round with the perturb teacher
+    cfg = small_quickstart().model_copy(update={
+        "refine": RefineConfig(rounds=1, candidates=4, doubtful_margin=100.0, epochs=3),
+        "fdd": FDDConfig(rounds=1, samples=2, variants=2, epochs=3)})
     logs: list[str] = []
     manifest = run_pipeline(cfg, run, log=logs.append)
     assert [line.split()[0] for line in logs if "skipped" in line] == [
@@ -179,15 +185,37 @@ def test_a_refinement_round_from_the_reference_run(reference_run, tmp_path) -> N
         assert by_problem[pid] == equation_target(label, "prefix")
     report = json.loads((out / "evaluate" / "report.json").read_text())
     assert summary["accuracy"] == report["accuracy"] and report["n"] == 30
-    # the run's final student is the refined one (serving and `mathdistill evaluate` use it);
+    # fdd_1: the feedback covers every training problem; the new problems are labelled with
+    # their source's equation, which gives their answer exactly; none is a known problem
+    fdd = manifest["stages"]["fdd_1"]["counts"]
+    fdd_out = run / "fdd_1"
+    feedback = [json.loads(line) for line in (fdd_out / "feedback.jsonl").open()]
+    assert len(feedback) == fdd["problems"] == 120 and fdd["easy"] + fdd["hard"] == 120
+    assert all(len(f["outputs"]) == 2 for f in feedback)
+    new = [json.loads(line) for line in (fdd_out / "new_problems.jsonl").open()]
+    assert len(new) == fdd["generated"] > 0
+    hard = {f["id"] for f in feedback if not f["easy"]}
+    known = {normalize_question(p["question"]) for p in problems.values()}
+    known |= {normalize_question(p["question"])
+              for p in pq.read_table(str(run / "data" / "eval" / "synthetic_test")).to_pylist()}
+    fdd_labels = json.loads((fdd_out / "labels.json").read_text())
+    for p in new:
+        assert json.loads(p["meta"])["source_id"] in hard
+        assert normalize_question(p["question"]) not in known
+        values = {f"N{i}": parse_number(q) for i, q in enumerate(p["quantities"])}
+        assert value_of(parse(fdd_labels[p["id"]][0]), values) == parse_number(p["answer"])
+    fdd_examples = pq.read_table(str(fdd_out / "examples.parquet")).num_rows
+    assert fdd_examples == len(examples) + len(new)
+    # the run's final student is the last round's (serving and `mathdistill evaluate` use it);
     # the first evaluation stays the first student's
-    assert final_student(run) == run / summary["checkpoint_dir"]
-    assert "refine_1" in summary["checkpoint_dir"]
+    assert final_student(run) == run / fdd["checkpoint_dir"]
+    assert "fdd_1" in fdd["checkpoint_dir"] and "refine_1" in summary["checkpoint_dir"]
     assert resolve_student(run).checkpoint == str(final_student(run))
-    assert "refine_1" not in str(final_student(run, refined=False))
+    first = str(final_student(run, refined=False))
+    assert "refine_1" not in first and "fdd_1" not in first
     # the run's report has the round, and the plot of accuracy by round
     text = (run / "report.md").read_text()
-    assert "## Refinement rounds" in text and "### Round 1" in text
+    assert "## Refinement rounds" in text and "### Round 1" in text and "## FDD rounds" in text
     assert f"| 1 | {summary['pool']} | {summary['candidates_tried']} | {summary['accepted']} |" \
         in text
     assert (run / "report_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -36,12 +36,14 @@ from distill.refine.core import (
     same_function,
 )
 
-__all__ = ["NEEDS", "refine_round"]
+__all__ = ["NEEDS", "refine_round", "retrain_and_evaluate", "sample_on_ray", "write_atomic",
+           "write_once"]
 
 NEEDS: tuple[str, ...] = ("id", "masked_question", "quantities", "answer", "lang")
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """``text`` at ``path``, atomically (a kill never leaves half a file)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
@@ -54,6 +56,64 @@ def _gold_labels(problems: Sequence[Mapping[str, Any]], constants: Sequence[str]
 
     with_gold = [p for p in problems if p.get("equation")]
     return masked_gold_equations(with_gold, constants)[0] if with_gold else {}
+
+
+def write_once(path: Path, rows: list[dict[str, Any]], schema: Any) -> None:
+    """``rows`` as a Parquet file at ``path``, atomically (a file already there is kept)."""
+    import pyarrow.parquet as pq
+
+    from distill.records import to_table
+
+    if path.is_file():
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(to_table(rows, schema), tmp)
+    tmp.replace(path)
+
+
+def sample_on_ray(student: str | Path, rows: Sequence[Mapping[str, Any]], k: int,
+                  temperature: float, top_p: float, seed: int, *, pipeline: Any
+                  ) -> list[list[str]]:
+    """``k`` sampled outputs per row from ``student`` (the evaluation's actor pool and decoding
+    settings, equation students under their grammar), in row order."""
+    from distill.evaluate.config import EvaluateConfig
+    from distill.evaluate.stage import generate_on_ray
+
+    if not rows:
+        return []
+    inference = pipeline.evaluate.inference.model_copy(update={
+        "num_samples": k, "temperature": temperature, "top_p": top_p, "seed": seed,
+        "constrain_equations": True})
+    return generate_on_ray(str(student), [dict(r) for r in rows], pipeline.train.target,
+                           EvaluateConfig(inference=inference),
+                           pipeline.ray.for_stage("evaluate"))
+
+
+def retrain_and_evaluate(examples_file: Path, round_name: str, epochs: int | None,
+                         eval_sets: Mapping[str, Sequence[Mapping[str, Any]]], *, pipeline: Any,
+                         run_dir: Path, out: Path, log: Callable[[str], None]
+                         ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train the run's student again from scratch on ``examples_file`` into ``out/train`` (its
+    own Ray Train run, ``<name>_<round_name>``: never the first student's; resumes from its
+    checkpoints), record ``out/train/result.json`` and evaluate into ``out/evaluate``.
+    Returns (the training summary, the evaluation report)."""
+    from distill.evaluate.stage import evaluate_student
+    from distill.train.stage import fit, record_result
+
+    ckpt = pipeline.train.checkpointing
+    update: dict[str, Any] = {"checkpointing": ckpt.model_copy(
+        update={"name": f"{ckpt.name}_{round_name}"})}
+    if epochs is not None:
+        update["epochs"] = epochs
+    train_cfg = pipeline.train.model_copy(update=update)
+    result = fit(train_cfg, examples_file, storage_path=out / "train",
+                 resources=pipeline.ray.for_stage("train"), log=log)
+    trained = record_result(result, train_cfg.epochs, run_dir, out / "train")
+    report = evaluate_student(result.checkpoint_dir, eval_sets, pipeline.train.target,
+                              pipeline.evaluate, out / "evaluate",
+                              resources=pipeline.ray.for_stage("evaluate"),
+                              sandbox=pipeline.sandbox)
+    return trained, report
 
 
 def refine_round(
@@ -76,14 +136,8 @@ def refine_round(
     doubtful); ``middle_model``: the student that decodes the candidates; ``pipeline``: the
     run's :class:`~distill.config.PipelineConfig` (its ``refine``, ``train``, ``evaluate``,
     ``search`` constants, ``sandbox`` and Ray resources)."""
-    import pyarrow.parquet as pq
-
-    from distill.evaluate.config import EvaluateConfig
-    from distill.evaluate.stage import evaluate_student, generate_on_ray
-    from distill.records import to_table
-    from distill.sft.core import build_sft_examples
+    from distill.sft.core import examples_for_labels
     from distill.sft.stage import WRITES as SFT_WRITES
-    from distill.train.stage import fit, record_result
 
     cfg = pipeline.refine
     target = pipeline.train.target
@@ -107,19 +161,15 @@ def refine_round(
         log(f"[refine_{round_no}] failure pool: {len(pool)} of {len(problems)} problems; "
             f"{cfg.candidates} candidates each")
         pool_rows = [dict(by_id[pid]) for pid in pool]
-        inference = pipeline.evaluate.inference.model_copy(update={
-            "num_samples": cfg.candidates, "temperature": cfg.temperature, "top_p": cfg.top_p,
-            "seed": pipeline.seed + round_no, "constrain_equations": True})
-        outputs = generate_on_ray(str(middle_model), pool_rows, target,
-                                  EvaluateConfig(inference=inference),
-                                  pipeline.ray.for_stage("evaluate")) if pool_rows else []
+        outputs = sample_on_ray(middle_model, pool_rows, cfg.candidates, cfg.temperature,
+                                cfg.top_p, pipeline.seed + round_no, pipeline=pipeline)
         rows = []
         for p, outs in zip(pool_rows, outputs):
             votes = accepted_labels(outs, p, pipeline.search.constant_texts(p.get("lang")))
             rows.append({"id": p["id"], "pool": pool[p["id"]], "outputs": outs,
                          "votes": dict(votes), "chosen": choose_label(votes, cfg.min_votes),
                          "old": list(labels.get(p["id"], []))})
-        _write_atomic(cand_file, "".join(json.dumps(r, ensure_ascii=False) + "\n"
+        write_atomic(cand_file, "".join(json.dumps(r, ensure_ascii=False) + "\n"
                                          for r in rows))
 
     # 2. the labels after the round, and the examples (written once)
@@ -127,35 +177,19 @@ def refine_round(
     new_labels, changed = merge_labels(labels, chosen, cfg.rule)
     labels_file = out / "labels.json"
     if not labels_file.is_file():
-        _write_atomic(labels_file, json.dumps(new_labels, indent=1, ensure_ascii=False,
+        write_atomic(labels_file, json.dumps(new_labels, indent=1, ensure_ascii=False,
                                               sort_keys=True))
     examples_file = out / "examples.parquet"
     if not examples_file.is_file():
-        examples: list[dict[str, Any]] = []
-        depth = max((len(v) for v in new_labels.values()), default=0)
-        for i in range(depth):  # first labels, then the second ones (rule: add)
-            layer = {pid: ls[i] for pid, ls in new_labels.items() if len(ls) > i}
-            examples += build_sft_examples(problems, target, equations=layer).rows
+        examples = examples_for_labels(problems, target, new_labels)
         if not examples:
             raise ValueError(f"refine_{round_no}: no training examples")
-        tmp = out / "examples.parquet.tmp"
-        pq.write_table(to_table(examples, SFT_WRITES), tmp)
-        tmp.replace(examples_file)
+        write_once(examples_file, examples, SFT_WRITES)
 
     # 3. retrain (resumes from its checkpoints), then evaluate
-    # each round trains its own run: <storage>/<name>_refine_<r> (never the first student's)
-    ckpt = pipeline.train.checkpointing
-    update: dict[str, Any] = {"checkpointing": ckpt.model_copy(
-        update={"name": f"{ckpt.name}_refine_{round_no}"})}
-    if cfg.epochs is not None:
-        update["epochs"] = cfg.epochs
-    train_cfg = pipeline.train.model_copy(update=update)
-    result = fit(train_cfg, examples_file, storage_path=out / "train",
-                 resources=pipeline.ray.for_stage("train"), log=log)
-    trained = record_result(result, train_cfg.epochs, run_dir, out / "train")
-    report = evaluate_student(result.checkpoint_dir, eval_sets, target, pipeline.evaluate,
-                              out / "evaluate", resources=pipeline.ray.for_stage("evaluate"),
-                              sandbox=pipeline.sandbox)
+    trained, report = retrain_and_evaluate(examples_file, f"refine_{round_no}", cfg.epochs,
+                                           eval_sets, pipeline=pipeline, run_dir=run_dir,
+                                           out=out, log=log)
 
     # 4. the round's figures
     gold = _gold_labels([by_id[pid] for pid in chosen], pipeline.data.constants)
@@ -180,7 +214,7 @@ def refine_round(
         "checkpoint_dir": trained["checkpoint_dir"], "final_loss": trained["final_loss"],
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    _write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
     log(f"[refine_{round_no}] pool {summary['pool']}, accepted {summary['accepted']}, labels "
         f"changed {changed}; accuracy {report['accuracy']:.2%} "
         f"({report['correct']}/{report['n']})")

@@ -325,3 +325,17 @@ def _rationale_pairs(question: str, r: Mapping[str, Any], target: str) -> list[t
 
 def _row(pid: str, stage: str, source: str, target: str) -> dict[str, Any]:
     return {"problem_id": pid, "stage": stage, "source_text": source, "target_text": target}
+
+
+def examples_for_labels(problems: Iterable[Mapping[str, Any]], target: str,
+                        labels: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
+    """SFT examples for equation ``target`` from each problem's labels (masked equations; one,
+    or more when a refinement round added one): every problem's first label, then the second
+    ones, and so on."""
+    problems = list(problems)
+    rows: list[dict[str, Any]] = []
+    depth = max((len(v) for v in labels.values()), default=0)
+    for i in range(depth):
+        layer = {pid: ls[i] for pid, ls in labels.items() if len(ls) > i}
+        rows += build_sft_examples(problems, target, equations=layer).rows
+    return rows

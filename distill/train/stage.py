@@ -299,26 +299,31 @@ def record_result(result: TrainResult, epochs: int, run_dir: str | Path, out: st
 
 
 def _last_refined(run_dir: Path) -> Path | None:
-    """The result.json of the run's last refinement round, when the manifest records the run's
-    refinement rounds up to it as complete (a round of an earlier config is not the run's)."""
+    """The result.json of the run's last round (refinement rounds, then FDD rounds) when the
+    manifest records every round up to it complete (a round of an earlier config, or one after
+    an unfinished round, is not the run's final student)."""
     try:
         manifest = json.loads((run_dir / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    refine = (manifest.get("config") or {}).get("refine") or {}
+    config = manifest.get("config") or {}
     stages = manifest.get("stages") or {}
+    rounds = [f"refine_{r}" for r in range(1, int((config.get("refine") or {}).get("rounds")
+                                                  or 0) + 1)]
+    rounds += [f"fdd_{r}" for r in range(1, int((config.get("fdd") or {}).get("rounds") or 0)
+                                         + 1)]
     last = None
-    for r in range(1, int(refine.get("rounds") or 0) + 1):
-        if (stages.get(f"refine_{r}") or {}).get("status") != "complete":
+    for name in rounds:
+        if (stages.get(name) or {}).get("status") != "complete":
             break
-        if (run_dir / f"refine_{r}" / "train" / TRAIN_RESULT).is_file():
-            last = run_dir / f"refine_{r}" / "train" / TRAIN_RESULT
+        if (run_dir / name / "train" / TRAIN_RESULT).is_file():
+            last = run_dir / name / "train" / TRAIN_RESULT
     return last
 
 
 def final_student(run_dir: str | Path, refined: bool = True) -> Path:
-    """The checkpoint folder of the student a run finished with: its last complete refinement
-    round's (``refined``, when the run refines), else the train stage's.
+    """The checkpoint folder of the student a run finished with: its last complete refinement or
+    FDD round's (``refined``, when the run has rounds), else the train stage's.
 
     Raises FileNotFoundError naming the run when its train stage has not completed."""
     run_dir = Path(run_dir)
