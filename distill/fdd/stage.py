@@ -58,14 +58,7 @@ def fdd_round(
     trained); ``pipeline``: the run's :class:`~distill.config.PipelineConfig`."""
     from distill.data.decontam import normalize_question
     from distill.evaluate.infer import prediction_rows
-    from distill.refine.stage import (
-        retrain_and_evaluate,
-        sample_on_ray,
-        write_atomic,
-        write_once,
-    )
-    from distill.sft.core import examples_for_labels
-    from distill.sft.stage import WRITES as SFT_WRITES
+    from distill.refine.stage import relabel_and_retrain, sample_on_ray, write_atomic
 
     cfg = pipeline.fdd
     target = pipeline.train.target
@@ -111,20 +104,11 @@ def fdd_round(
         write_atomic(new_file, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in new))
     all_labels = {pid: list(v) for pid, v in labels.items()}
     all_labels.update({p["id"]: [p["fdd_label"]] for p in new})
-    if not (out / "labels.json").is_file():
-        write_atomic(out / "labels.json", json.dumps(all_labels, indent=1, ensure_ascii=False,
-                                                     sort_keys=True))
-    examples_file = out / "examples.parquet"
-    if not examples_file.is_file():
-        examples = examples_for_labels(problems + new, target, all_labels)
-        if not examples:
-            raise ValueError(f"fdd_{round_no}: no training examples")
-        write_once(examples_file, examples, SFT_WRITES)
 
     # 3. retrain on everything, evaluate
-    trained, report = retrain_and_evaluate(examples_file, f"fdd_{round_no}", cfg.epochs,
-                                           eval_sets, pipeline=pipeline, run_dir=run_dir,
-                                           out=out, log=log)
+    trained, report = relabel_and_retrain(f"fdd_{round_no}", problems + new, all_labels,
+                                          cfg.epochs, eval_sets, pipeline=pipeline,
+                                          run_dir=run_dir, out=out, log=log)
     summary = {
         "round": round_no, "problems": len(problems),
         "easy": len(feedback) - len(hard_ids), "hard": len(hard_ids),

@@ -36,8 +36,8 @@ from distill.refine.core import (
     same_function,
 )
 
-__all__ = ["NEEDS", "refine_round", "retrain_and_evaluate", "sample_on_ray", "write_atomic",
-           "write_once"]
+__all__ = ["NEEDS", "refine_round", "relabel_and_retrain", "retrain_and_evaluate",
+           "sample_on_ray", "write_atomic", "write_once"]
 
 NEEDS: tuple[str, ...] = ("id", "masked_question", "quantities", "answer", "lang")
 
@@ -116,6 +116,29 @@ def retrain_and_evaluate(examples_file: Path, round_name: str, epochs: int | Non
     return trained, report
 
 
+def relabel_and_retrain(round_name: str, problems: Sequence[Mapping[str, Any]],
+                        labels: Mapping[str, Sequence[str]], epochs: int | None,
+                        eval_sets: Mapping[str, Sequence[Mapping[str, Any]]], *, pipeline: Any,
+                        run_dir: Path, out: Path, log: Callable[[str], None]
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A round's ``labels.json`` and ``examples.parquet`` (``problems`` with ``labels``; each
+    written once), then :func:`retrain_and_evaluate`."""
+    from distill.sft.core import examples_for_labels
+    from distill.sft.stage import WRITES as SFT_WRITES
+
+    if not (out / "labels.json").is_file():
+        write_atomic(out / "labels.json", json.dumps(labels, indent=1, ensure_ascii=False,
+                                                     sort_keys=True))
+    examples_file = out / "examples.parquet"
+    if not examples_file.is_file():
+        examples = examples_for_labels(problems, pipeline.train.target, labels)
+        if not examples:
+            raise ValueError(f"{round_name}: no training examples")
+        write_once(examples_file, examples, SFT_WRITES)
+    return retrain_and_evaluate(examples_file, round_name, epochs, eval_sets, pipeline=pipeline,
+                                run_dir=run_dir, out=out, log=log)
+
+
 def refine_round(
     round_no: int,
     problems: Sequence[Mapping[str, Any]],
@@ -136,9 +159,6 @@ def refine_round(
     doubtful); ``middle_model``: the student that decodes the candidates; ``pipeline``: the
     run's :class:`~distill.config.PipelineConfig` (its ``refine``, ``train``, ``evaluate``,
     ``search`` constants, ``sandbox`` and Ray resources)."""
-    from distill.sft.core import examples_for_labels
-    from distill.sft.stage import WRITES as SFT_WRITES
-
     cfg = pipeline.refine
     target = pipeline.train.target
     if target != "equation_prefix":
@@ -172,24 +192,13 @@ def refine_round(
         write_atomic(cand_file, "".join(json.dumps(r, ensure_ascii=False) + "\n"
                                          for r in rows))
 
-    # 2. the labels after the round, and the examples (written once)
+    # 2. the labels after the round
     chosen = {r["id"]: r["chosen"] for r in rows if r["chosen"]}
     new_labels, changed = merge_labels(labels, chosen, cfg.rule)
-    labels_file = out / "labels.json"
-    if not labels_file.is_file():
-        write_atomic(labels_file, json.dumps(new_labels, indent=1, ensure_ascii=False,
-                                              sort_keys=True))
-    examples_file = out / "examples.parquet"
-    if not examples_file.is_file():
-        examples = examples_for_labels(problems, target, new_labels)
-        if not examples:
-            raise ValueError(f"refine_{round_no}: no training examples")
-        write_once(examples_file, examples, SFT_WRITES)
-
-    # 3. retrain (resumes from its checkpoints), then evaluate
-    trained, report = retrain_and_evaluate(examples_file, f"refine_{round_no}", cfg.epochs,
-                                           eval_sets, pipeline=pipeline, run_dir=run_dir,
-                                           out=out, log=log)
+    # 3. retrain on the new labels (resumes from its checkpoints), then evaluate
+    trained, report = relabel_and_retrain(f"refine_{round_no}", problems, new_labels,
+                                          cfg.epochs, eval_sets, pipeline=pipeline,
+                                          run_dir=run_dir, out=out, log=log)
 
     # 4. the round's figures
     gold = _gold_labels([by_id[pid] for pid in chosen], pipeline.data.constants)
