@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from distill.config import ConfigError, PipelineConfig, dump_config
+from distill.fileio import write_atomic
 from distill.provenance import code_version, files_fingerprint, git_version
 
 MANIFEST = "manifest.json"
@@ -111,9 +112,8 @@ def open_run_dir(run_dir: Path) -> dict[str, Any]:
 
 
 def _write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
-    tmp = run_dir / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-    tmp.replace(run_dir / MANIFEST)  # atomic: a kill never leaves half a manifest
+    # atomic: a kill never leaves half a manifest
+    write_atomic(run_dir / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
 
 
 Log = Callable[[str], None]

@@ -175,3 +175,16 @@ def require_columns(columns: Iterable[str], needed: Iterable[str], stage: str) -
     missing = [c for c in needed if c not in have]
     if missing:
         raise ValueError(f"{stage}: input is missing column(s) {missing}; it has {sorted(have)}")
+
+
+def meta_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's ``meta`` (a JSON object in a string column of Problem and Rationale rows) as a
+    dict; {} when it is missing or not a JSON object."""
+    meta = row.get("meta") or "{}"
+    if not isinstance(meta, str):
+        return dict(meta)
+    try:
+        value = json.loads(meta)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -15,9 +15,9 @@ import pytest
 
 from distill.data.decontam import normalize_question
 from distill.equations import evaluate, parse, value_of
-from distill.generate.perturb import meta_of, perturb_problem
+from distill.generate.perturb import perturb_problem
 from distill.quantities import extract_quantities, parse_number
-from distill.records import make_problem
+from distill.records import make_problem, meta_of
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -16,15 +16,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = REPO_ROOT / "distill"
 SERVE = REPO_ROOT / "serve"  # the serving stage sits at the top level, as the design asks
 
-STAGE_PACKAGES = ["data", "search", "generate", "sft", "train", "evaluate", "sandbox"]
+STAGE_PACKAGES = ["data", "search", "generate", "sft", "train", "evaluate", "refine", "fdd",
+                  "sandbox"]
 HEAVY = ["ray", "torch", "transformers", "vllm"]
 
 # The shared layer: modules every stage may use, which themselves use no stage.
 SHARED = {"records", "quantities", "grading", "equations", "configbase", "devices", "provenance",
-          "sandbox", "resources", "registry"}
+          "sandbox", "resources", "registry", "fileio"}
 # Stages and what drives them (the pipeline, the CLI, the whole-run config).
-STAGES = {"data", "search", "generate", "sft", "train", "evaluate", "serve", "pipeline", "cli",
-          "config"}
+STAGES = {"data", "search", "generate", "sft", "train", "evaluate", "refine", "fdd", "serve",
+          "pipeline", "cli", "config", "runreport"}
 
 
 # ------------------------------------------------------------------- imports without Ray

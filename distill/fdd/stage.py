@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from distill.fdd.core import similar_problems, split_easy_hard
+from distill.fileio import read_jsonl, write_atomic, write_jsonl
 
 __all__ = ["fdd_round", "new_problems_of"]
 
@@ -36,7 +37,7 @@ NEW_PROBLEMS = "new_problems.jsonl"
 def new_problems_of(round_dir: Path) -> list[dict[str, Any]]:
     """The new problems an earlier round wrote."""
     path = round_dir / NEW_PROBLEMS
-    return [json.loads(line) for line in path.open(encoding="utf-8")] if path.is_file() else []
+    return read_jsonl(path) if path.is_file() else []
 
 
 def fdd_round(
@@ -58,7 +59,7 @@ def fdd_round(
     trained); ``pipeline``: the run's :class:`~distill.config.PipelineConfig`."""
     from distill.data.decontam import normalize_question
     from distill.evaluate.infer import prediction_rows
-    from distill.refine.stage import relabel_and_retrain, sample_on_ray, write_atomic
+    from distill.refine.stage import relabel_and_retrain, sample_on_ray
 
     cfg = pipeline.fdd
     target = pipeline.train.target
@@ -72,7 +73,7 @@ def fdd_round(
     # 1. feedback: k samples of every training problem, easy or hard (written once)
     feedback_file = out / "feedback.jsonl"
     if feedback_file.is_file():
-        feedback = [json.loads(line) for line in feedback_file.open(encoding="utf-8")]
+        feedback = read_jsonl(feedback_file)
     else:
         log(f"[fdd_{round_no}] feedback on {len(problems)} problems, {cfg.samples} samples each")
         outputs = sample_on_ray(student, problems, cfg.samples, cfg.temperature, cfg.top_p,
@@ -83,8 +84,7 @@ def fdd_round(
         easy_set = set(easy)
         feedback = [{"id": p["id"], "outputs": outs, "easy": p["id"] in easy_set}
                     for p, outs in zip(problems, outputs)]
-        write_atomic(feedback_file, "".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                            for r in feedback))
+        write_jsonl(feedback_file, feedback)
     hard_ids = {r["id"] for r in feedback if not r["easy"]}
 
     # 2. similar problems for the hard ones (written once), labelled with their sources'
@@ -101,7 +101,7 @@ def fdd_round(
         new = [dict(p, fdd_label=aug.labels[p["id"]]) for p in aug.problems]
         rejected = dict(aug.rejected)
         write_atomic(out / "rejected.json", json.dumps(rejected, indent=1, sort_keys=True))
-        write_atomic(new_file, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in new))
+        write_jsonl(new_file, new)
     all_labels = {pid: list(v) for pid, v in labels.items()}
     all_labels.update({p["id"]: [p["fdd_label"]] for p in new})
 

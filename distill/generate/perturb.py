@@ -28,7 +28,6 @@ Pure Python (``random.Random`` given by the caller, so variants are reproducible
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -191,9 +190,3 @@ def perturb_problem(problem: Mapping[str, Any], equation: str, n: int, rng: rand
         seen.add(key)
         result.problems.append(row)
     return result
-
-
-def meta_of(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A Problem row's ``meta`` as a dict."""
-    meta = row.get("meta") or "{}"
-    return json.loads(meta) if isinstance(meta, str) else dict(meta)

@@ -19,7 +19,6 @@ labels are a list (one, or two with ``rule: add``).
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from fractions import Fraction
@@ -35,20 +34,13 @@ from distill.equations import (
     to_infix,
     value_of,
 )
+from distill.records import meta_of
 from distill.refine.config import RefineConfig
 
 __all__ = ["accepted_labels", "choose_label", "doubtful_reasons", "failure_pool",
            "label_of_output", "merge_labels", "same_function"]
 
 UNLABELLED = "unlabelled"
-
-
-def _meta(row: Mapping[str, Any]) -> dict[str, Any]:
-    meta = row.get("meta") or "{}"
-    try:
-        return json.loads(meta) if isinstance(meta, str) else dict(meta)
-    except json.JSONDecodeError:
-        return {}
 
 
 def doubtful_reasons(rationales: Sequence[Mapping[str, Any]], config: RefineConfig) -> list[str]:
@@ -59,14 +51,14 @@ def doubtful_reasons(rationales: Sequence[Mapping[str, Any]], config: RefineConf
                     key=lambda r: r["sample_idx"])
     if not ranked:
         return []
-    best = _meta(ranked[0])
+    best = meta_of(ranked[0])
     reasons = []
     matches = best.get("n_matches")
     if config.doubtful_matches is not None and matches is not None \
             and matches >= config.doubtful_matches:
         reasons.append("many_matches")
     if config.doubtful_margin is not None and len(ranked) > 1:
-        second = _meta(ranked[1])
+        second = meta_of(ranked[1])
         if best.get("score") is not None and second.get("score") is not None \
                 and best["score"] - second["score"] < config.doubtful_margin:
             reasons.append("small_margin")

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from distill.fileio import read_jsonl, write_atomic, write_jsonl, write_parquet_once
 from distill.records import require_columns
 from distill.refine.core import (
     accepted_labels,
@@ -37,16 +38,9 @@ from distill.refine.core import (
 )
 
 __all__ = ["NEEDS", "refine_round", "relabel_and_retrain", "retrain_and_evaluate",
-           "sample_on_ray", "write_atomic", "write_once"]
+           "sample_on_ray"]
 
 NEEDS: tuple[str, ...] = ("id", "masked_question", "quantities", "answer", "lang")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """``text`` at ``path``, atomically (a kill never leaves half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _gold_labels(problems: Sequence[Mapping[str, Any]], constants: Sequence[str]
@@ -56,19 +50,6 @@ def _gold_labels(problems: Sequence[Mapping[str, Any]], constants: Sequence[str]
 
     with_gold = [p for p in problems if p.get("equation")]
     return masked_gold_equations(with_gold, constants)[0] if with_gold else {}
-
-
-def write_once(path: Path, rows: list[dict[str, Any]], schema: Any) -> None:
-    """``rows`` as a Parquet file at ``path``, atomically (a file already there is kept)."""
-    import pyarrow.parquet as pq
-
-    from distill.records import to_table
-
-    if path.is_file():
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(to_table(rows, schema), tmp)
-    tmp.replace(path)
 
 
 def sample_on_ray(student: str | Path, rows: Sequence[Mapping[str, Any]], k: int,
@@ -134,7 +115,7 @@ def relabel_and_retrain(round_name: str, problems: Sequence[Mapping[str, Any]],
         examples = examples_for_labels(problems, pipeline.train.target, labels)
         if not examples:
             raise ValueError(f"{round_name}: no training examples")
-        write_once(examples_file, examples, SFT_WRITES)
+        write_parquet_once(examples_file, examples, SFT_WRITES)
     return retrain_and_evaluate(examples_file, round_name, epochs, eval_sets, pipeline=pipeline,
                                 run_dir=run_dir, out=out, log=log)
 
@@ -174,7 +155,7 @@ def refine_round(
     # 1. the failure pool and its candidates (written once)
     cand_file = out / "candidates.jsonl"
     if cand_file.is_file():
-        rows = [json.loads(line) for line in cand_file.open(encoding="utf-8")]
+        rows = read_jsonl(cand_file)
         log(f"[refine_{round_no}] candidates of {len(rows)} problems already decoded")
     else:
         pool = failure_pool(problems, labels, rationales, cfg)
@@ -189,8 +170,7 @@ def refine_round(
             rows.append({"id": p["id"], "pool": pool[p["id"]], "outputs": outs,
                          "votes": dict(votes), "chosen": choose_label(votes, cfg.min_votes),
                          "old": list(labels.get(p["id"], []))})
-        write_atomic(cand_file, "".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                         for r in rows))
+        write_jsonl(cand_file, rows)
 
     # 2. the labels after the round
     chosen = {r["id"]: r["chosen"] for r in rows if r["chosen"]}
