@@ -200,62 +200,59 @@ def _evaluate_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) 
             "per_dataset": report["per_dataset"], "report": str(out / "report.json")}
 
 
-def _refine_stage(round_no: int) -> Callable[[PipelineConfig, Path, Path, Log], dict[str, Any]]:
-    def run(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
-        from distill.refine.stage import refine_round
-        from distill.sft.stage import read_rationales
-        from distill.train.stage import TRAIN_RESULT, final_student
-
-        rationales = read_rationales(run_dir / "search" / "rationales")
-        if round_no == 1:
-            labels = _first_labels(config, run_dir, _train_problems(run_dir))
-            middle = final_student(run_dir, refined=False)
-        else:
-            before = run_dir / f"refine_{round_no - 1}"
-            labels = json.loads((before / "labels.json").read_text(encoding="utf-8"))
-            middle = run_dir / json.loads(
-                (before / "train" / TRAIN_RESULT).read_text())["checkpoint_dir"]
-        summary = refine_round(round_no, _train_problems(run_dir), _eval_sets(config, run_dir),
-                               labels, rationales, middle, pipeline=config, run_dir=run_dir,
-                               out=out, log=log)
-        return {k: v for k, v in summary.items() if k != "per_dataset"}
-    return run
+def _round_names(config: PipelineConfig) -> list[str]:
+    """The run's rounds after its first evaluation, in order: refinement, then FDD."""
+    names = [f"refine_{r}" for r in range(1, (config.refine.rounds if config.refine else 0) + 1)]
+    return names + [f"fdd_{r}" for r in range(1, (config.fdd.rounds if config.fdd else 0) + 1)]
 
 
-def _fdd_stage(round_no: int) -> Callable[[PipelineConfig, Path, Path, Log], dict[str, Any]]:
-    def run(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
-        from distill.fdd.stage import fdd_round, new_problems_of
-        from distill.train.stage import final_student
-
-        problems = _train_problems(run_dir)
-        for r in range(1, round_no):
-            problems += new_problems_of(run_dir / f"fdd_{r}")
-        if round_no > 1:
-            labels = json.loads((run_dir / f"fdd_{round_no - 1}" / "labels.json").read_text(
-                encoding="utf-8"))
-        elif config.refine is not None:
-            labels = json.loads((run_dir / f"refine_{config.refine.rounds}" / "labels.json")
-                                .read_text(encoding="utf-8"))
-        else:
-            labels = _first_labels(config, run_dir, problems)
-        summary = fdd_round(round_no, problems, _eval_sets(config, run_dir), labels,
-                            final_student(run_dir), pipeline=config, run_dir=run_dir, out=out,
-                            log=log)
-        return {k: v for k, v in summary.items() if k != "per_dataset"}
-    return run
-
-
-def _first_labels(config: PipelineConfig, run_dir: Path,
-                  problems: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Problem id -> [label] as the SFT stage took them: the search's best match, or gold."""
+def _labels_before(config: PipelineConfig, run_dir: Path, name: str) -> dict[str, list[str]]:
+    """Problem id -> labels a round starts from: the round before it wrote them
+    (``labels.json``); the first round takes them as the SFT stage did (the search's best
+    match, or the gold equation)."""
+    rounds = _round_names(config)
+    if rounds.index(name) > 0:
+        before = run_dir / rounds[rounds.index(name) - 1] / "labels.json"
+        return json.loads(before.read_text(encoding="utf-8"))
     from distill.sft.core import masked_gold_equations
     from distill.sft.stage import read_rationales, search_equations
 
     if config.teacher == "gold":
-        equations = masked_gold_equations(problems, config.data.constants)[0]
+        equations = masked_gold_equations(_train_problems(run_dir), config.data.constants)[0]
     else:
         equations = search_equations(read_rationales(run_dir / "search" / "rationales"))[0]
     return {pid: [eq] for pid, eq in equations.items()}
+
+
+def _round_stage(name: str) -> Callable[[PipelineConfig, Path, Path, Log], dict[str, Any]]:
+    """A refinement or FDD round: it starts from the labels of the round before it and from the
+    run's last student (the last complete round's, else the train stage's: this round is
+    running, so it is never its own)."""
+    round_no = int(name.rsplit("_", 1)[1])
+
+    def run(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
+        from distill.train.stage import final_student
+
+        labels = _labels_before(config, run_dir, name)
+        common = dict(pipeline=config, run_dir=run_dir, out=out, log=log)
+        if name.startswith("refine_"):
+            from distill.refine.stage import refine_round
+            from distill.sft.stage import read_rationales
+
+            summary = refine_round(round_no, _train_problems(run_dir),
+                                   _eval_sets(config, run_dir), labels,
+                                   read_rationales(run_dir / "search" / "rationales"),
+                                   final_student(run_dir), **common)
+        else:
+            from distill.fdd.stage import fdd_round, new_problems_of
+
+            problems = _train_problems(run_dir)
+            for r in range(1, round_no):
+                problems += new_problems_of(run_dir / f"fdd_{r}")
+            summary = fdd_round(round_no, problems, _eval_sets(config, run_dir), labels,
+                                final_student(run_dir), **common)
+        return {k: v for k, v in summary.items() if k != "per_dataset"}
+    return run
 
 
 @dataclass(frozen=True)
@@ -303,25 +300,18 @@ def stages_for(config: PipelineConfig) -> list[Stage]:
         Stage("evaluate", lambda c: {"evaluate": dump(c.evaluate), "sandbox": dump(c.sandbox)},
               _evaluate_stage, code=("distill.pipeline", "distill.evaluate.stage")),
     ]
-    if config.refine is not None:
-        # each round depends on the one before it (the key chain) and on everything the first
-        # student did; resumable: its candidates and examples are kept, training resumes
-        for r in range(1, config.refine.rounds + 1):
-            stages.append(Stage(
-                f"refine_{r}", lambda c, r=r: {"refine": dump(c.refine), "round": r,
-                                               "train": dump(c.train),
-                                               "evaluate": dump(c.evaluate),
-                                               "constants": c.search.constant_texts(),
-                                               "sandbox": dump(c.sandbox)},
-                _refine_stage(r), code=("distill.pipeline", "distill.refine.stage"),
-                resumable=True))
-    if config.fdd is not None:
-        for r in range(1, config.fdd.rounds + 1):
-            stages.append(Stage(
-                f"fdd_{r}", lambda c, r=r: {"fdd": dump(c.fdd), "round": r,
-                                            "train": dump(c.train), "evaluate": dump(c.evaluate),
-                                            "sandbox": dump(c.sandbox)},
-                _fdd_stage(r), code=("distill.pipeline", "distill.fdd.stage"), resumable=True))
+    # each round depends on the one before it (the key chain) and on everything the first
+    # student did; resumable: its decoded files and examples are kept, training resumes
+    for name in _round_names(config):
+        kind = name.rsplit("_", 1)[0]  # refine | fdd
+        stages.append(Stage(
+            name, lambda c, name=name, kind=kind: {
+                kind: dump(getattr(c, kind)), "round": int(name.rsplit("_", 1)[1]),
+                "train": dump(c.train), "evaluate": dump(c.evaluate),
+                **({"constants": c.search.constant_texts()} if kind == "refine" else {}),
+                "sandbox": dump(c.sandbox)},
+            _round_stage(name), code=("distill.pipeline", f"distill.{kind}.stage"),
+            resumable=True))
     return stages
 
 

@@ -66,7 +66,7 @@ def fdd_round(
     if target != "equation_prefix":
         raise ValueError(f"fdd: the perturb teacher labels equation_prefix students "
                          f"(train.target is {target!r})")
-    problems = [dict(p) for p in problems]
+    problems = list(problems)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
@@ -78,9 +78,7 @@ def fdd_round(
         log(f"[fdd_{round_no}] feedback on {len(problems)} problems, {cfg.samples} samples each")
         outputs = sample_on_ray(student, problems, cfg.samples, cfg.temperature, cfg.top_p,
                                 pipeline.seed + 1000 + round_no, pipeline=pipeline)
-        rows = prediction_rows([dict(p, dataset=p.get("dataset") or "train") for p in problems],
-                               outputs, target)
-        easy, _ = split_easy_hard(rows)
+        easy, _ = split_easy_hard(prediction_rows(problems, outputs, target))
         easy_set = set(easy)
         feedback = [{"id": p["id"], "outputs": outs, "easy": p["id"] in easy_set}
                     for p, outs in zip(problems, outputs)]

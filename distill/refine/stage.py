@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -65,7 +66,7 @@ def sample_on_ray(student: str | Path, rows: Sequence[Mapping[str, Any]], k: int
     inference = pipeline.evaluate.inference.model_copy(update={
         "num_samples": k, "temperature": temperature, "top_p": top_p, "seed": seed,
         "constrain_equations": True})
-    return generate_on_ray(str(student), [dict(r) for r in rows], pipeline.train.target,
+    return generate_on_ray(str(student), list(rows), pipeline.train.target,
                            EvaluateConfig(inference=inference),
                            pipeline.ray.for_stage("evaluate"))
 
@@ -161,7 +162,7 @@ def refine_round(
         pool = failure_pool(problems, labels, rationales, cfg)
         log(f"[refine_{round_no}] failure pool: {len(pool)} of {len(problems)} problems; "
             f"{cfg.candidates} candidates each")
-        pool_rows = [dict(by_id[pid]) for pid in pool]
+        pool_rows = [by_id[pid] for pid in pool]
         outputs = sample_on_ray(middle_model, pool_rows, cfg.candidates, cfg.temperature,
                                 cfg.top_p, pipeline.seed + round_no, pipeline=pipeline)
         rows = []
@@ -175,6 +176,7 @@ def refine_round(
     # 2. the labels after the round
     chosen = {r["id"]: r["chosen"] for r in rows if r["chosen"]}
     new_labels, changed = merge_labels(labels, chosen, cfg.rule)
+
     # 3. retrain on the new labels (resumes from its checkpoints), then evaluate
     trained, report = relabel_and_retrain(f"refine_{round_no}", problems, new_labels,
                                           cfg.epochs, eval_sets, pipeline=pipeline,
@@ -183,13 +185,10 @@ def refine_round(
     # 4. the round's figures
     gold = _gold_labels([by_id[pid] for pid in chosen], pipeline.data.constants)
     compared = [pid for pid in chosen if pid in gold]
-    reasons: dict[str, int] = {}
-    for r in rows:
-        for why in r["pool"]:
-            reasons[why] = reasons.get(why, 0) + 1
+    reasons = Counter(why for r in rows for why in r["pool"])
     summary = {
         "round": round_no,
-        "pool": len(rows), "pool_reasons": reasons,
+        "pool": len(rows), "pool_reasons": dict(reasons),
         "candidates_tried": sum(len(r["outputs"]) for r in rows),
         "accepted": len(chosen),
         "labels_changed": changed,
