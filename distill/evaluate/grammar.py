@@ -17,16 +17,17 @@ constants given (as written: ``1``, ``3.14``, ``100``), or, with ``constants=Non
 decimal number (a student trained on gold equations writes the constants its labels had).
 
 The grammar works on text, so it is tokenizer-agnostic: :class:`TokenPieces` finds once per
-tokenizer the text each token adds (with its leading space) and keeps only the tokens made of
-the grammar's characters; the logits processor (:func:`grammar_logits_processor`, torch)
-decodes each row's text so far and masks the rest. The pure part (:class:`PrefixGrammar`,
-:meth:`PrefixGrammar.state`, :meth:`PrefixState.allows`) imports nothing heavy.
+tokenizer the text each token adds (with its leading space), keeps only the tokens made of the
+grammar's characters, and keeps the state transitions and allowed tokens it has computed; the
+logits processor (:func:`grammar_logits_processor`, torch) moves each row's state by its last
+token and masks the rest. The pure part (:class:`PrefixGrammar`: :meth:`~PrefixGrammar.feed`,
+:meth:`~PrefixGrammar.complete`, :meth:`~PrefixGrammar.allows`) imports nothing heavy.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 __all__ = ["PrefixGrammar", "PrefixState", "TokenPieces", "grammar_logits_processor"]
@@ -98,9 +99,9 @@ class PrefixGrammar:
             return int(digits) < self.quantities  # N1 may become N12 only if N1 < k anyway
         return False
 
-    def _close(self, state: PrefixState, word: str) -> PrefixState:
-        """``state`` with its partial word ``word`` completed."""
-        eq, x = state.equation, state.unknown
+    def _closed(self, state: PrefixState) -> PrefixState:
+        """``state`` with its partial word completed (a space, or the end, after it)."""
+        word, eq, x = state.partial, state.equation, state.unknown
         bad = PrefixState(state.need, "", state.words, False, eq, x)
         if not state.ok or state.need == 0:
             return bad
@@ -122,26 +123,21 @@ class PrefixGrammar:
 
     def feed(self, state: PrefixState, text: str) -> PrefixState:
         """``state`` after ``text`` (a space ends a word; no other whitespace is allowed)."""
-        need, partial, words, ok, eq, x = (state.need, state.partial, state.words, state.ok,
-                                           state.equation, state.unknown)
         for ch in text:
-            if not ok:
+            if not state.ok:
                 break
             if ch == " ":
-                if partial:
-                    st = self._close(PrefixState(need, "", words, True, eq, x), partial)
-                    need, partial, words, ok, eq, x = (st.need, "", st.words, st.ok,
-                                                       st.equation, st.unknown)
-                elif need == 0:  # nothing may follow a complete expression
-                    ok = False
+                if state.partial:
+                    state = self._closed(state)
+                elif state.need == 0:  # nothing may follow a complete expression
+                    state = replace(state, ok=False)
                 continue
-            if need == 0 or ch not in _ALPHABET:
-                ok = False
-                break
-            partial += ch
-            if not self._could_start(partial, words == 0, eq):
-                ok = False
-        return PrefixState(need, partial, words, ok, eq, x)
+            if state.need == 0 or ch not in _ALPHABET:
+                return replace(state, ok=False)
+            partial = state.partial + ch
+            state = replace(state, partial=partial,
+                            ok=self._could_start(partial, state.words == 0, state.equation))
+        return state
 
     def state(self, text: str) -> PrefixState:
         """The state after ``text`` from the start (leading spaces ignored)."""
@@ -152,8 +148,7 @@ class PrefixGrammar:
         if not state.ok:
             return False
         if state.partial:
-            closed = self._close(PrefixState(state.need, "", state.words, True, state.equation,
-                                             state.unknown), state.partial)
+            closed = self._closed(state)
             return closed.ok and closed.need == 0
         return state.need == 0
 
@@ -170,8 +165,7 @@ class PrefixGrammar:
             return False
         need = after.need
         if after.partial:  # the word being written: complete as it stands, or one more token
-            closed = self._close(PrefixState(after.need, "", after.words, True, after.equation,
-                                             after.unknown), after.partial)
+            closed = self._closed(after)
             need = closed.need if closed.ok else after.need + 1
         return need <= max(tokens_left, 0)
 
