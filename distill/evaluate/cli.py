@@ -54,7 +54,7 @@ def evaluate_command(
     from distill.cli_common import fail, init_ray, load_problems, source
     from distill.config import ConfigError, RayConfig, load_config
     from distill.evaluate.config import EvaluateConfig
-    from distill.evaluate.student import resolve_student, run_config_file
+    from distill.evaluate.student import resolve_student
     from distill.sandbox.config import SandboxConfig
 
     if limit is not None and limit < 1:
@@ -63,8 +63,8 @@ def evaluate_command(
         spec = resolve_student(student)
     except ConfigError as e:
         fail(str(e))
-    run_dir = Path(spec.run_dir) if spec.run_dir else None
-    run_config = run_config_file(run_dir) if run_dir is not None else None
+    run_dir = Path(spec.run_dir) if spec.run_dir else None  # (a run dir has its config.yaml)
+    run_config = run_dir / "config.yaml" if run_dir is not None else None
     inference = dict(spec.inference)
     if num_samples is not None:
         inference["num_samples"] = num_samples
