@@ -129,6 +129,8 @@ def generate(
     model.eval()
     device = next(model.parameters()).device
     encoder_decoder = bool(model.config.is_encoder_decoder)
+    if getattr(model, "decodes_well_formed_equations", False):
+        grammars = None  # a tree student: no other output is possible
     prompts = encode_prompts(tokenizer, sources, encoder_decoder, config.max_source_length)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     k = config.num_samples

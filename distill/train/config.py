@@ -38,10 +38,11 @@ class StudentConfig(StrictModel):
     preset: Literal["tiny", "small"] = Field(
         "tiny", description="scratch: size preset (tiny: a few M parameters; small: tens of M)."
     )
-    architecture: Literal["t5", "qwen2"] = Field(
+    architecture: Literal["t5", "qwen2", "tree"] = Field(
         "t5",
-        description="scratch: 't5' (encoder-decoder, suits question -> equation) or 'qwen2' "
-        "(decoder-only).",
+        description="scratch: 't5' (encoder-decoder, suits question -> equation), 'qwen2' "
+        "(decoder-only) or 'tree' (a GRU encoder and a goal-driven tree decoder writing prefix "
+        "equations over the question's quantities; target equation_prefix only).",
     )
     vocab_size: int | None = Field(
         None, ge=300, description="scratch: tokenizer vocabulary size; None takes the preset's."
@@ -162,3 +163,11 @@ class TrainConfig(StrictModel):
     max_failures: int = Field(
         1, ge=-1, description="Restarts of the worker group after a lost worker (-1: no limit)."
     )
+
+    @model_validator(mode="after")
+    def _tree_writes_prefix_equations(self) -> TrainConfig:
+        if (self.student.kind == "scratch" and self.student.architecture == "tree"
+                and self.target != "equation_prefix"):
+            raise ValueError(f"a tree student (student.architecture: tree) writes prefix "
+                             f"equations only: set target: equation_prefix (got {self.target!r})")
+        return self

@@ -8,8 +8,10 @@ initial model from (:meth:`Student.prepare`), and into a live ``(model, tokenize
 * ``hf_seq2seq`` -- an encoder-decoder from the hub or a local folder (T5, FlanT5, ...).
 * ``hf_causal``  -- a decoder-only LM from the hub or a local folder (Qwen2, Llama, GPT-2, ...).
 * ``scratch``    -- a randomly initialised model of a size preset (``tiny``: a few M
-  parameters; ``small``: tens of M), a ``T5ForConditionalGeneration`` (default) or a
-  ``Qwen2ForCausalLM``, with a byte-level BPE tokenizer trained on the training texts.
+  parameters; ``small``: tens of M): a ``T5ForConditionalGeneration`` (default) or a
+  ``Qwen2ForCausalLM`` with a byte-level BPE tokenizer trained on the training texts, or a
+  tree-decoding equation student (``architecture: tree``, :mod:`distill.train.tree`) with a
+  word-level tokenizer.
 
 Whatever the kind, a student on disk is a folder ``save_pretrained`` wrote (model and
 tokenizer), which :func:`load_student` -- and so ``AutoTokenizer`` /
@@ -61,6 +63,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                      num_decoder_layers=3, dropout_rate=0.1),
         "small": dict(d_model=384, d_kv=64, num_heads=6, d_ff=1536, num_layers=6,
                       num_decoder_layers=6, dropout_rate=0.1),
+    },
+    "tree": {
+        "tiny": dict(embedding_size=128, hidden_size=256, num_layers=2, dropout=0.5),
+        "small": dict(embedding_size=256, hidden_size=512, num_layers=2, dropout=0.5),
     },
     "qwen2": {
         "tiny": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4,
@@ -204,6 +210,9 @@ def load_student(
         AutoTokenizer,
     )
 
+    from distill.train import tree
+
+    tree.register()  # so the Auto classes read a tree student's folder
     location = str(location)
     config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
@@ -297,6 +306,8 @@ class ScratchStudent:
         if texts is None:
             raise ValueError("a scratch student needs the training texts to train its tokenizer")
         vocab = config.vocab_size or PRESET_VOCAB[config.preset]
+        if config.architecture == "tree":
+            return _build_tree(config, list(texts()), vocab, seed)
         t5 = config.architecture == "t5"
         tokenizer = train_tokenizer(texts(), vocab, append_eos=t5)
         fields = {**PRESETS[config.architecture][config.preset], **config.model_overrides}
@@ -314,6 +325,31 @@ class ScratchStudent:
             model = Qwen2ForCausalLM(mc)
         _ensure_pad(model, tokenizer)
         return model, tokenizer
+
+
+def _build_tree(config: StudentConfig, texts: list[str], vocab: int, seed: int) -> tuple[Any, Any]:
+    import torch
+
+    from distill.train import tree
+
+    constants = tree.symbols_of_targets(texts)
+    tokenizer = tree.train_word_tokenizer(texts, max_placeholders=MAX_PLACEHOLDERS,
+                                          special_tokens=SPECIAL_TOKENS, constants=constants,
+                                          vocab_size=vocab)
+
+    def ids(tokens: Iterable[str]) -> list[int]:
+        return [tokenizer.convert_tokens_to_ids(t) for t in tokens]
+
+    fields = {**PRESETS["tree"][config.preset], **config.model_overrides}
+    torch.manual_seed(seed)
+    model = tree.TreeModel(tree.TreeConfig(
+        vocab_size=len(tokenizer), binary_operator_ids=ids(tree.BINARY_OPERATORS),
+        unary_operator_ids=ids(tree.UNARY_OPERATORS), constant_ids=ids(constants),
+        placeholder_ids=ids(f"N{i}" for i in range(MAX_PLACEHOLDERS)),
+        equals_id=tokenizer.convert_tokens_to_ids("="),
+        unknown_id=tokenizer.convert_tokens_to_ids("x") if "x" in constants else None,
+        pad_token_id=0, eos_token_id=1, bos_token_id=3, **fields))
+    return model, tokenizer
 
 
 def parameter_count(model: Any) -> int:
