@@ -36,7 +36,7 @@ def llm_config_for(spec: StudentSpec, config: ServeConfig,
     """``LLMConfig(**result)`` for one causal student: its checkpoint as the model source, the
     replicas / autoscaling and request limits of ``config``, decoding length from the spec."""
     if is_encoder_decoder(spec.checkpoint):
-        raise ConfigError(f"{spec.source}: an encoder-decoder student (T5): vLLM cannot serve "
+        raise ConfigError(f"{spec.source}: an encoder-decoder student (T5, tree): vLLM cannot serve "
                           "it; use `mathdistill serve`")
     inference = spec.inference_config()
     deployment: dict[str, Any] = {"max_ongoing_requests": config.max_ongoing_requests}
