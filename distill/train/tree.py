@@ -393,15 +393,18 @@ class TreeModel(PreTrainedModel):
                     break
                 symbols.append(c)
                 need += (1 if c < self.n_binary else 0 if c < self.n_ops else -1)
-            ok = ok and need == 0
-            if ok and self.equals_class is not None and self.equals_class in symbols[1:]:
-                ok = False
-            if ok and self.unknown_class is not None and (
-                    (self.unknown_class in symbols) != (symbols[0] == self.equals_class)):
-                ok = False  # x without an equation, or an equation without x
-            out.append(symbols if ok else [])
+            out.append(symbols if ok and need == 0 and self._decodable(symbols) else [])
         width = max(1, max(len(s) for s in out))
         return torch.tensor([s + [-1] * (width - len(s)) for s in out], device=labels.device)
+
+    def _decodable(self, symbols: list[int]) -> bool:
+        """Whether a complete tree keeps :meth:`_equation_rules` (``=`` only at the root, with
+        ``x`` under it; ``x`` only under an ``=`` root), so decoding could write it."""
+        equation = self.equals_class is not None and symbols[0] == self.equals_class
+        if self.equals_class is not None and self.equals_class in symbols[1:]:
+            return False
+        has_x = self.unknown_class is not None and self.unknown_class in symbols
+        return has_x == equation
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, **unused: Any) -> Seq2SeqLMOutput:

@@ -1,12 +1,14 @@
-"""MAWPS check: the `tiny` from-scratch student trained on masked GOLD equations.
+"""The ceiling of a student on a dataset: the from-scratch student trained on masked GOLD
+equations (what weak supervision from answers only is measured against).
 
-Trains the tiny T5 student (distill.train, Ray Train, DDP) on MAWPS train -- decontaminated
-against MAWPS test, targets `equation_prefix` from `masked_gold_equations` -- then decodes
-MAWPS test (238) greedily and scores it with distill.evaluate. The reference (docs/methods.md,
-"Reference figures"): a comparable 1.4M-parameter transformer reached 72.7% in about 11 minutes
-on 2 cores.
+Trains a `scratch` student (distill.train, Ray Train, DDP; `--architecture t5` or `tree`) on
+the dataset's train split -- decontaminated against its test split, targets `equation_prefix`
+from `masked_gold_equations` -- then decodes the test split greedily and scores it with
+distill.evaluate. MAWPS reference (docs/methods.md, "Reference figures"): a comparable
+1.4M-parameter transformer reached 72.7% in about 11 minutes on 2 cores.
 
-    python bench/mawps_gold_student.py --data-dir ../shared/data --out /tmp/mawps_gold
+    python bench/gold_student.py --dataset mawps --architecture tree --data-dir ../shared/data
+    python bench/gold_student.py --dataset math23k --architecture tree --epochs 20
 
 Prints progress, the report and a final JSON line. Re-running with the same --out resumes
 (or, when training had finished, only evaluates).
@@ -23,13 +25,19 @@ from pathlib import Path
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    ap.add_argument("--out", default="/tmp/mathdistill-mawps-gold")
+    ap.add_argument("--dataset", default="mawps", help="a registered dataset with gold "
+                    "equations and train/test splits (mawps, math23k)")
+    ap.add_argument("--architecture", default="t5", choices=["t5", "tree"])
+    ap.add_argument("--out", default=None, help="default /tmp/mathdistill-gold-<dataset>")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=16, help="per worker")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--max-source-length", type=int, default=160)
+    ap.add_argument("--max-target-length", type=int, default=48)
     args = ap.parse_args()
+    out = args.out or f"/tmp/mathdistill-gold-{args.dataset}"
 
     import ray
 
@@ -43,27 +51,28 @@ def main() -> None:
 
     t0 = time.perf_counter()
     data_dir = Path(args.data_dir)
-    loader = get_loader("mawps")
+    loader = get_loader(args.dataset)
     train = loader.load("train", data_dir).problems
     test = loader.load("test", data_dir).problems
     kept, removed, _ = decontaminate(train, test)
     equations, skipped = masked_gold_equations(kept)
     sft = build_sft_examples(kept, "equation_prefix", equations=equations)
-    print(f"mawps train {len(train)}, decontaminated -{len(removed)} -> {len(kept)}; "
+    print(f"{args.dataset} train {len(train)}, decontaminated -{len(removed)} -> {len(kept)}; "
           f"masked gold equations {len(equations)} (skipped {dict(skipped)}); "
           f"SFT examples {len(sft.rows)}; test {len(test)}", flush=True)
 
     cfg = TrainConfig.model_validate({
-        "student": {"kind": "scratch", "preset": args.preset},
+        "student": {"kind": "scratch", "preset": args.preset, "architecture": args.architecture},
         "target": "equation_prefix",
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "num_workers": args.workers,
-        "max_source_length": 160,
-        "max_target_length": 48,
+        "max_source_length": args.max_source_length,
+        "max_target_length": args.max_target_length,
         "log_every_steps": 100,
-        "checkpointing": {"storage_path": args.out, "name": f"mawps-gold-{args.preset}"},
+        "checkpointing": {"storage_path": out,
+                          "name": f"{args.dataset}-gold-{args.architecture}-{args.preset}"},
     })
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     t_train = time.perf_counter()
@@ -77,12 +86,15 @@ def main() -> None:
     t_eval = time.perf_counter()
     model, tokenizer = load_student(result.checkpoint_dir)
     outputs = generate((model, tokenizer), [p["masked_question"] for p in test],
-                       InferenceConfig(batch_size=64, max_new_tokens=48, max_source_length=160))
+                       InferenceConfig(batch_size=64, max_new_tokens=args.max_target_length,
+                                       max_source_length=args.max_source_length))
     report = summarize(score_problems(prediction_rows(test, outputs, "equation_prefix")))
     eval_s = time.perf_counter() - t_eval
     print(json.dumps(report, indent=1))
     line = {
-        "bench": "mawps_gold_student",
+        "bench": "gold_student",
+        "dataset": args.dataset,
+        "architecture": args.architecture,
         "accuracy": report["accuracy"],
         "correct": report["correct"],
         "n": report["n"],
