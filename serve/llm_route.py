@@ -14,21 +14,14 @@ encoder-decoder models, so T5 students (the quickstart's) are refused here: serv
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from distill.configbase import ConfigError
+from distill.train.students import is_encoder_decoder
 from serve.config import ServeConfig
 from serve.solver import StudentSpec
 
 __all__ = ["build_llm_app", "is_encoder_decoder", "llm_config_for"]
-
-
-def is_encoder_decoder(checkpoint: str | Path) -> bool:
-    """Whether a checkpoint folder holds an encoder-decoder model (its ``config.json``)."""
-    config = json.loads((Path(checkpoint) / "config.json").read_text(encoding="utf-8"))
-    return bool(config.get("is_encoder_decoder"))
 
 
 def llm_config_for(spec: StudentSpec, config: ServeConfig,

@@ -106,3 +106,24 @@ def test_the_run_report_without_a_run_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="no run here"):
         run_report(tmp_path)
+
+
+def test_a_round_retrains_from_scratch_or_from_the_last_student(tmp_path: Path) -> None:
+    from distill.refine.stage import retrain_config
+    from distill.train.config import TrainConfig
+
+    train = TrainConfig.model_validate({"student": {"kind": "scratch", "architecture": "tree"},
+                                        "epochs": 25, "checkpointing": {"name": "student"}})
+    fresh = retrain_config(train, "refine_1", None, None)
+    assert fresh.student == train.student and fresh.epochs == 25
+    assert fresh.checkpointing.name == "student_refine_1"
+    last = tmp_path / "epoch_0025"
+    last.mkdir()
+    (last / "config.json").write_text(json.dumps({"model_type": "mathdistill_tree",
+                                                  "is_encoder_decoder": True}))
+    tuned = retrain_config(train, "fdd_2", 8, last)
+    assert (tuned.student.kind, tuned.student.name_or_path) == ("hf_seq2seq", str(last))
+    assert tuned.epochs == 8 and tuned.checkpointing.name == "student_fdd_2"
+    assert tuned.target == train.target and tuned.lr == train.lr
+    (last / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    assert retrain_config(train, "refine_2", None, last).student.kind == "hf_causal"

@@ -104,9 +104,9 @@ def fdd_round(
     all_labels.update({p["id"]: [p["fdd_label"]] for p in new})
 
     # 3. retrain on everything, evaluate
-    trained, report = relabel_and_retrain(f"fdd_{round_no}", problems + new, all_labels,
-                                          cfg.epochs, eval_sets, pipeline=pipeline,
-                                          run_dir=run_dir, out=out, log=log)
+    trained, report = relabel_and_retrain(
+        f"fdd_{round_no}", problems + new, all_labels, cfg.epochs, eval_sets, pipeline=pipeline,
+        run_dir=run_dir, out=out, log=log, start_from=student if cfg.start == "last" else None)
     summary = {
         "round": round_no, "problems": len(problems),
         "easy": len(feedback) - len(hard_ids), "hard": len(hard_ids),

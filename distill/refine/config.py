@@ -37,3 +37,7 @@ class RefineConfig(StrictModel):
         "or add a second training example beside it.")
     epochs: int | None = Field(None, ge=1, description="Epochs of each retraining (None: "
                                "train.epochs).")
+    start: Literal["scratch", "last"] = Field(
+        "scratch", description="Where each retraining starts: a fresh student (scratch) or the "
+        "last student trained (last: fine-tuned with its tokenizer, so fewer epochs do; a tree "
+        "student's new labels must use constants its tokenizer knows).")

@@ -38,7 +38,7 @@ from distill.refine.core import (
     same_function,
 )
 
-__all__ = ["NEEDS", "refine_round", "relabel_and_retrain", "retrain_and_evaluate",
+__all__ = ["NEEDS", "refine_round", "relabel_and_retrain", "retrain_and_evaluate", "retrain_config",
            "sample_on_ray"]
 
 NEEDS: tuple[str, ...] = ("id", "masked_question", "quantities", "answer", "lang")
@@ -71,23 +71,40 @@ def sample_on_ray(student: str | Path, rows: Sequence[Mapping[str, Any]], k: int
                            pipeline.ray.for_stage("evaluate"))
 
 
-def retrain_and_evaluate(examples_file: Path, round_name: str, epochs: int | None,
-                         eval_sets: Mapping[str, Sequence[Mapping[str, Any]]], *, pipeline: Any,
-                         run_dir: Path, out: Path, log: Callable[[str], None]
-                         ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train the run's student again from scratch on ``examples_file`` into ``out/train`` (its
-    own Ray Train run, ``<name>_<round_name>``: never the first student's; resumes from its
-    checkpoints), record ``out/train/result.json`` and evaluate into ``out/evaluate``.
-    Returns (the training summary, the evaluation report)."""
-    from distill.evaluate.stage import evaluate_student
-    from distill.train.stage import fit, record_result
+def retrain_config(train: Any, round_name: str, epochs: int | None,
+                   start_from: str | Path | None) -> Any:
+    """The :class:`~distill.train.config.TrainConfig` of a round's retraining: the run's, with
+    its own checkpoint name (``<name>_<round_name>``), ``epochs`` when given, and -- when
+    ``start_from`` names a student folder -- that student (weights and tokenizer) as the
+    initial one instead of a fresh one."""
+    from distill.train.config import StudentConfig
+    from distill.train.students import is_encoder_decoder
 
-    ckpt = pipeline.train.checkpointing
+    ckpt = train.checkpointing
     update: dict[str, Any] = {"checkpointing": ckpt.model_copy(
         update={"name": f"{ckpt.name}_{round_name}"})}
     if epochs is not None:
         update["epochs"] = epochs
-    train_cfg = pipeline.train.model_copy(update=update)
+    if start_from is not None:
+        kind = "hf_seq2seq" if is_encoder_decoder(start_from) else "hf_causal"
+        update["student"] = StudentConfig(kind=kind, name_or_path=str(start_from))
+    return train.model_copy(update=update)
+
+
+def retrain_and_evaluate(examples_file: Path, round_name: str, epochs: int | None,
+                         eval_sets: Mapping[str, Sequence[Mapping[str, Any]]], *, pipeline: Any,
+                         run_dir: Path, out: Path, log: Callable[[str], None],
+                         start_from: str | Path | None = None
+                         ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train the run's student again on ``examples_file`` into ``out/train`` (its own Ray Train
+    run, ``<name>_<round_name>``: never the first student's; resumes from its checkpoints) --
+    from scratch, or from the student folder ``start_from`` (its weights and tokenizer) --
+    record ``out/train/result.json`` and evaluate into ``out/evaluate``.
+    Returns (the training summary, the evaluation report)."""
+    from distill.evaluate.stage import evaluate_student
+    from distill.train.stage import fit, record_result
+
+    train_cfg = retrain_config(pipeline.train, round_name, epochs, start_from)
     result = fit(train_cfg, examples_file, storage_path=out / "train",
                  resources=pipeline.ray.for_stage("train"), log=log)
     trained = record_result(result, train_cfg.epochs, run_dir, out / "train")
@@ -101,7 +118,8 @@ def retrain_and_evaluate(examples_file: Path, round_name: str, epochs: int | Non
 def relabel_and_retrain(round_name: str, problems: Sequence[Mapping[str, Any]],
                         labels: Mapping[str, Sequence[str]], epochs: int | None,
                         eval_sets: Mapping[str, Sequence[Mapping[str, Any]]], *, pipeline: Any,
-                        run_dir: Path, out: Path, log: Callable[[str], None]
+                        run_dir: Path, out: Path, log: Callable[[str], None],
+                        start_from: str | Path | None = None
                         ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A round's ``labels.json`` and ``examples.parquet`` (``problems`` with ``labels``; each
     written once), then :func:`retrain_and_evaluate`."""
@@ -118,7 +136,7 @@ def relabel_and_retrain(round_name: str, problems: Sequence[Mapping[str, Any]],
             raise ValueError(f"{round_name}: no training examples")
         write_parquet_once(examples_file, examples, SFT_WRITES)
     return retrain_and_evaluate(examples_file, round_name, epochs, eval_sets, pipeline=pipeline,
-                                run_dir=run_dir, out=out, log=log)
+                                run_dir=run_dir, out=out, log=log, start_from=start_from)
 
 
 def refine_round(
@@ -178,9 +196,10 @@ def refine_round(
     new_labels, changed = merge_labels(labels, chosen, cfg.rule)
 
     # 3. retrain on the new labels (resumes from its checkpoints), then evaluate
-    trained, report = relabel_and_retrain(f"refine_{round_no}", problems, new_labels,
-                                          cfg.epochs, eval_sets, pipeline=pipeline,
-                                          run_dir=run_dir, out=out, log=log)
+    trained, report = relabel_and_retrain(
+        f"refine_{round_no}", problems, new_labels, cfg.epochs, eval_sets, pipeline=pipeline,
+        run_dir=run_dir, out=out, log=log,
+        start_from=middle_model if cfg.start == "last" else None)
 
     # 4. the round's figures
     gold = _gold_labels([by_id[pid] for pid in chosen], pipeline.data.constants)

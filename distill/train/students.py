@@ -239,6 +239,14 @@ def _ensure_pad(model: Any, tokenizer: Any) -> None:
         gen.pad_token_id = tokenizer.pad_token_id
 
 
+def is_encoder_decoder(folder: str | os.PathLike) -> bool:
+    """Whether a student folder holds an encoder-decoder model (its ``config.json``)."""
+    import json
+
+    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    return bool(config.get("is_encoder_decoder"))
+
+
 def is_student_dir(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / "tokenizer_config.json").is_file()
 

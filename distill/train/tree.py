@@ -323,6 +323,7 @@ class TreeModel(PreTrainedModel):
             ops = torch.tensor([cls[b] for b in op_rows], device=node.device)
             left, right = self._children(node[idx], context[idx], ops)
             children = {b: (left[i], right[i]) for i, b in enumerate(op_rows)}
+        finished: dict[int, torch.Tensor] = {}  # row -> the subtree it just completed
         for b, c in enumerate(cls):
             if c < 0 or not goal_stacks[b]:
                 continue
@@ -335,20 +336,28 @@ class TreeModel(PreTrainedModel):
                 goal_stacks[b].append(left)
                 open_stacks[b].append(_Open(op=c, arity=2 if binary else 1))
                 continue
-            vector = candidates[b, c - self.n_ops]
-            stack = open_stacks[b]
-            while stack:  # close every operator this leaf completes
-                if stack[-1].done and len(stack) >= 2:
-                    left_tree = stack.pop().vector
-                    op = stack.pop().op
-                    right_tree = vector
-                elif not stack[-1].done and stack[-1].arity == 1:
-                    op, left_tree, right_tree = stack.pop().op, vector, torch.zeros_like(vector)
-                else:
-                    break
-                vector = self._merge(torch.tensor([op], device=vector.device),
-                                     left_tree.view(1, -1), right_tree.view(1, -1))[0]
-            stack.append(_Open(vector=vector))
+            finished[b] = candidates[b, c - self.n_ops]
+        # close every operator the leaves complete: one batched merge per level, each row's
+        # subtree climbing while its stack says its parent is complete
+        while finished:
+            rows, ops, lefts, rights = [], [], [], []
+            for b, vector in list(finished.items()):
+                stack = open_stacks[b]
+                if stack and stack[-1].done and len(stack) >= 2:  # right child of a binary op
+                    lefts.append(stack.pop().vector)
+                    rights.append(vector)
+                elif stack and not stack[-1].done and stack[-1].arity == 1:  # a unary op's child
+                    lefts.append(vector)
+                    rights.append(torch.zeros_like(vector))
+                else:  # a left subtree (or the whole tree): it waits on the stack
+                    stack.append(_Open(vector=finished.pop(b)))
+                    continue
+                rows.append(b)
+                ops.append(stack.pop().op)
+            if rows:
+                merged = self._merge(torch.tensor(ops, device=node.device), torch.stack(lefts),
+                                     torch.stack(rights))
+                finished.update(zip(rows, merged))
 
     def _equation_rules(self, logits: torch.Tensor, t: int, equations: torch.Tensor,
                         last_leaf_needs_x: torch.Tensor | None = None) -> torch.Tensor:
