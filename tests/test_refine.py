@@ -108,7 +108,7 @@ def test_the_run_report_without_a_run_is_refused(tmp_path: Path) -> None:
         run_report(tmp_path)
 
 
-def test_a_round_retrains_from_scratch_or_from_the_last_student(tmp_path: Path) -> None:
+def test_a_round_retrains_from_scratch_or_from_the_last_student(tmp_path: Path, monkeypatch) -> None:
     from distill.refine.stage import retrain_config
     from distill.train.config import TrainConfig
 
@@ -127,3 +127,6 @@ def test_a_round_retrains_from_scratch_or_from_the_last_student(tmp_path: Path) 
     assert tuned.target == train.target and tuned.lr == train.lr
     (last / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     assert retrain_config(train, "refine_2", None, last).student.kind == "hf_causal"
+    # a run directory given relatively still names the same folder in the training workers
+    monkeypatch.chdir(tmp_path)
+    assert retrain_config(train, "r", None, Path("epoch_0025")).student.name_or_path == str(last)

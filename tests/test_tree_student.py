@@ -16,7 +16,7 @@ from distill.equations import parse_prefix, placeholders
 from distill.evaluate.config import InferenceConfig
 from distill.evaluate.infer import generate, prediction_rows
 from distill.sft.core import build_sft_examples, masked_gold_equations
-from distill.train.config import TrainConfig
+from distill.train.config import StudentConfig, TrainConfig
 from distill.train.loop import LocalContext, train_loop
 from distill.train.students import get_student, load_student
 from distill.train.students import SPECIAL_TOKENS
@@ -153,6 +153,9 @@ def test_it_learns_the_synthetic_problems_and_round_trips(tmp_path: Path, one_th
     assert report["accuracy"] >= ACCURACY_FLOOR, report
     model, tok = load_student(ctx.checkpoints[-1])
     assert isinstance(model, TreeModel)
+    # a trained tree student is also a starting point (refinement's `start: last`)
+    as_init = StudentConfig(kind="hf_seq2seq", name_or_path=str(ctx.checkpoints[-1]))
+    assert isinstance(get_student("hf_seq2seq").build(as_init)[0], TreeModel)
     again = generate((model.eval(), tok), [p["masked_question"] for p in held_out], inference)
     assert again == outputs
     state = json.loads((ctx.checkpoints[-1] / "trainer_state.json").read_text())

@@ -87,7 +87,8 @@ def retrain_config(train: Any, round_name: str, epochs: int | None,
         update["epochs"] = epochs
     if start_from is not None:
         kind = "hf_seq2seq" if is_encoder_decoder(start_from) else "hf_causal"
-        update["student"] = StudentConfig(kind=kind, name_or_path=str(start_from))
+        # absolute: the training workers do not run in the driver's directory
+        update["student"] = StudentConfig(kind=kind, name_or_path=str(Path(start_from).absolute()))
     return train.model_copy(update=update)
 
 

@@ -203,18 +203,10 @@ def load_student(
     ``dtype`` (a ``torch.dtype`` or its name) is the weights' dtype; None keeps the stored
     one (transformers' ``dtype="auto"``). ``device`` (None: where transformers loads, the
     CPU) is where the model is moved."""
-    from transformers import (
-        AutoConfig,
-        AutoModelForCausalLM,
-        AutoModelForSeq2SeqLM,
-        AutoTokenizer,
-    )
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from distill.train import tree
-
-    tree.register()  # so the Auto classes read a tree student's folder
     location = str(location)
-    config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
+    config = _auto_config(location, trust_remote_code)
     auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if dtype is not None:
@@ -227,6 +219,17 @@ def load_student(
     tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     _ensure_pad(model, tokenizer)
     return model, tokenizer
+
+
+def _auto_config(location: str, trust_remote_code: bool) -> Any:
+    """``AutoConfig.from_pretrained`` once the project's own model types (the tree student)
+    are known to the Auto classes."""
+    from transformers import AutoConfig
+
+    from distill.train import tree
+
+    tree.register()
+    return AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
 
 
 def _ensure_pad(model: Any, tokenizer: Any) -> None:
@@ -267,10 +270,7 @@ class _HFStudent:
         return load_student(config.name_or_path, trust_remote_code=config.trust_remote_code)
 
     def _check_config(self, config: StudentConfig) -> None:
-        from transformers import AutoConfig
-
-        mc = AutoConfig.from_pretrained(config.name_or_path,
-                                        trust_remote_code=config.trust_remote_code)
+        mc = _auto_config(str(config.name_or_path), config.trust_remote_code)
         if bool(mc.is_encoder_decoder) != self.encoder_decoder:
             want = "an encoder-decoder" if self.encoder_decoder else "a decoder-only"
             other = "hf_causal" if self.encoder_decoder else "hf_seq2seq"

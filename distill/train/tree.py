@@ -27,10 +27,11 @@ of the training texts (each CJK character a word), ``<unk>`` for the rest; every
 
 The decoder's symbols are fixed when the student is built (:func:`symbols_of_targets`): the
 binary operators ``+ - * / ^ =``, the unary ``neg``, the constants the training targets use
-(``1``, ``100``, ``3.14``, ``x`` ...) and the placeholders. A target with any other token, or
-one that is not a complete prefix expression, contributes no loss (the tokenizer maps an unseen
-constant to ``<unk>``); the training examples of a run are the ones its tokenizer was built on,
-so this does not happen within a run.
+(``1``, ``100``, ``3.14``, ``x`` ...) and the placeholders; ``=`` only at the root, with ``x``
+under it. A target with any other token, or one that is not such a complete prefix expression,
+contributes no loss (the tokenizer maps an unseen constant to ``<unk>``). A student is built on
+its own training examples, so this happens only when a later round fine-tunes it (refinement's
+``start: last``) on a label with a constant the first labels never used.
 """
 
 from __future__ import annotations
