@@ -66,3 +66,15 @@ def _no_ray_without_the_ray_marker(request):
         sys.modules["ray"].shutdown()
         pytest.fail(f"{request.node.nodeid} initialized Ray but is not marked `ray`: "
                     "mark it (pytestmark = pytest.mark.ray) or keep it off Ray", pytrace=False)
+
+
+@pytest.fixture()
+def one_thread():
+    """One intra-op torch thread for the test (reduction order is then fixed: golden numbers
+    and exact resume comparisons are taken this way)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -26,42 +26,23 @@ from distill.evaluate.config import InferenceConfig
 from distill.train.config import TrainConfig
 from distill.evaluate.infer import equation_answer, generate, prediction_rows
 from distill.train.loop import LocalContext, deepspeed_config, lr_lambda, train_loop
-from distill.sft.core import build_sft_examples, masked_gold_equations
 from distill.train.students import get_student, train_tokenizer
 
 import torch
 import transformers  # noqa: F401 - the students need it
+from training_helpers import (
+    Killed,
+    KilledAfterFirstCheckpoint,
+    sft_rows,
+    synthetic_problems,
+    texts_of,
+)
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "train_tiny.json"
 
 
 # ----------------------------------------------------------------------------- data
-def _problems(n: int = 48, split: str = "train") -> list[dict]:
-    from distill.data.synthetic import SyntheticConfig
-    from distill.data.synthetic import generate as synth
-
-    cfg = SyntheticConfig(seed=7, langs=["en"], max_steps=2, distractor_prob=0.0,
-                          templates=["add_more", "take_away", "groups_of", "share_equally"])
-    return synth(cfg, split, n=n)
-
-
-def _sft(problems: list[dict]) -> list[dict]:
-    eqs, skipped = masked_gold_equations(problems)
-    assert not skipped
-    return build_sft_examples(problems, "equation_prefix", equations=eqs).rows
-
-
-def _texts(rows):
-    return lambda: (t for r in rows for t in (r["source_text"], r["target_text"]))
-
-
-@pytest.fixture()
-def one_thread():
-    """Golden numbers are taken with one intra-op thread (reduction order is then fixed)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+_problems, _sft, _texts = synthetic_problems, sft_rows, texts_of
 
 
 def _config(**kw) -> TrainConfig:
@@ -172,26 +153,21 @@ def test_golden_test_only_compares(tmp_path: Path, monkeypatch) -> None:
 
 
 # ------------------------------------------------------------------------- resume
-class _Killed(Exception):
-    pass
+#: the tree student (tests/test_tree_student.py) at a test's size
+TREE_STUDENT = {"kind": "scratch", "architecture": "tree", "vocab_size": 600,
+                "model_overrides": {"hidden_size": 64, "embedding_size": 32, "num_layers": 1}}
 
 
-class _KilledAfterFirstCheckpoint(LocalContext):
-    def report(self, metrics, checkpoint_dir=None, checkpoint_name=None):
-        super().report(metrics, checkpoint_dir, checkpoint_name)
-        if checkpoint_dir is not None:
-            raise _Killed
-
-
-def test_resume_after_kill_continues_exactly(tmp_path: Path, one_thread) -> None:
+@pytest.mark.parametrize("student", [None, TREE_STUDENT], ids=["t5", "tree"])
+def test_resume_after_kill_continues_exactly(tmp_path: Path, one_thread, student) -> None:
     rows = _sft(_problems(24))
-    cfg = _config(epochs=2)
+    cfg = _config(epochs=2, **({"student": student} if student else {}))
     init = get_student("scratch").prepare(cfg.student, _texts(rows), tmp_path / "init")
     whole = LocalContext(tmp_path / "whole")
     final = train_loop(cfg, init, rows, whole)
 
-    with pytest.raises(_Killed):
-        train_loop(cfg, init, rows, _KilledAfterFirstCheckpoint(tmp_path / "killed"))
+    with pytest.raises(Killed):
+        train_loop(cfg, init, rows, KilledAfterFirstCheckpoint(tmp_path / "killed"))
     assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["epoch_0001"]
     again = LocalContext(tmp_path / "killed")
     resumed = train_loop(cfg, init, rows, again)
@@ -213,7 +189,7 @@ class _Float64Context(LocalContext):
         return model.to(torch.float64)
 
 
-class _Float64KilledAfterFirstCheckpoint(_Float64Context, _KilledAfterFirstCheckpoint):
+class _Float64KilledAfterFirstCheckpoint(_Float64Context, KilledAfterFirstCheckpoint):
     pass
 
 
@@ -225,7 +201,7 @@ def test_resume_restores_the_optimizer_on_the_parameters_device(tmp_path: Path, 
     init = get_student("scratch").prepare(cfg.student, _texts(rows), tmp_path / "init")
     whole = _Float64Context(tmp_path / "whole")
     final = train_loop(cfg, init, rows, whole)
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         train_loop(cfg, init, rows, _Float64KilledAfterFirstCheckpoint(tmp_path / "killed"))
     again = _Float64Context(tmp_path / "killed")
     resumed = train_loop(cfg, init, rows, again)  # before the fix: AdamW fails, float32 state
@@ -247,7 +223,7 @@ class _CudaContext(LocalContext):
         return model.to(self.device)
 
 
-class _CudaKilledAfterFirstCheckpoint(_CudaContext, _KilledAfterFirstCheckpoint):
+class _CudaKilledAfterFirstCheckpoint(_CudaContext, KilledAfterFirstCheckpoint):
     pass
 
 
@@ -261,7 +237,7 @@ def test_resume_on_gpu(tmp_path: Path) -> None:
     cfg = _config(epochs=2)
     init = get_student("scratch").prepare(cfg.student, _texts(rows), tmp_path / "init")
     final = train_loop(cfg, init, rows, _CudaContext(tmp_path / "whole"))
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         train_loop(cfg, init, rows, _CudaKilledAfterFirstCheckpoint(tmp_path / "killed"))
     resumed = train_loop(cfg, init, rows, _CudaContext(tmp_path / "killed"))
     assert resumed["step"] == final["step"]
@@ -328,8 +304,8 @@ def test_deepspeed_resume_after_kill_continues_exactly(tmp_path: Path, one_threa
     init = get_student("scratch").prepare(cfg.student, _texts(rows), tmp_path / "init")
     whole = LocalContext(tmp_path / "whole")
     final = train_loop(cfg, init, rows, whole)
-    with pytest.raises(_Killed):
-        train_loop(cfg, init, rows, _KilledAfterFirstCheckpoint(tmp_path / "killed"))
+    with pytest.raises(Killed):
+        train_loop(cfg, init, rows, KilledAfterFirstCheckpoint(tmp_path / "killed"))
     assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["epoch_0001"]
     assert (tmp_path / "killed" / "epoch_0001" / "deepspeed" / "state").is_dir()
     again = LocalContext(tmp_path / "killed")

@@ -15,31 +15,19 @@ import torch
 from distill.equations import parse_prefix, placeholders
 from distill.evaluate.config import InferenceConfig
 from distill.evaluate.infer import generate, prediction_rows
-from distill.sft.core import build_sft_examples, masked_gold_equations
 from distill.train.config import StudentConfig, TrainConfig
 from distill.train.loop import LocalContext, train_loop
 from distill.train.students import get_student, load_student
 from distill.train.students import SPECIAL_TOKENS
 from distill.train.tree import TreeModel, symbols_of_targets, train_word_tokenizer
+from training_helpers import sft_rows, synthetic_problems, texts_of
 
 
-def _problems(n: int, split: str = "train", seed: int = 7) -> list[dict]:
-    from distill.data.synthetic import SyntheticConfig
-    from distill.data.synthetic import generate as synth
-
-    cfg = SyntheticConfig(seed=seed, langs=["en"], max_steps=2, distractor_prob=0.0,
-                          templates=["add_more", "take_away", "groups_of", "share_equally"])
-    return synth(cfg, split, n=n)
+def _problems(n: int, split: str = "train") -> list[dict]:
+    return synthetic_problems(n, split)
 
 
-def _sft(problems: list[dict]) -> list[dict]:
-    eqs, skipped = masked_gold_equations(problems)
-    assert not skipped
-    return build_sft_examples(problems, "equation_prefix", equations=eqs).rows
-
-
-def _texts(rows):
-    return lambda: (t for r in rows for t in (r["source_text"], r["target_text"]))
+_sft, _texts = sft_rows, texts_of
 
 
 def _config(**kw) -> TrainConfig:
@@ -50,14 +38,6 @@ def _config(**kw) -> TrainConfig:
             "log_every_steps": 1, "seed": 0, "max_source_length": 64, "max_target_length": 16}
     base.update(kw)
     return TrainConfig.model_validate(base)
-
-
-@pytest.fixture()
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_symbols_of_targets_reads_only_equations() -> None:
@@ -160,32 +140,7 @@ def test_it_learns_the_synthetic_problems_and_round_trips(tmp_path: Path, one_th
     assert again == outputs
     state = json.loads((ctx.checkpoints[-1] / "trainer_state.json").read_text())
     assert state["target"] == "equation_prefix" and state["epoch"] == 12
-
-
-
-class _Killed(Exception):
-    pass
-
-
-class _KilledAfterFirstCheckpoint(LocalContext):
-    def report(self, metrics, checkpoint_dir=None, checkpoint_name=None):
-        super().report(metrics, checkpoint_dir, checkpoint_name)
-        if checkpoint_dir is not None:
-            raise _Killed
-
-
-def test_resume_after_kill_continues_exactly(tmp_path: Path, one_thread) -> None:
-    rows = _sft(_problems(24))
-    cfg = _config(epochs=2)
-    init = get_student("scratch").prepare(cfg.student, _texts(rows), tmp_path / "init")
-    whole = LocalContext(tmp_path / "whole")
-    final = train_loop(cfg, init, rows, whole)
-    with pytest.raises(_Killed):
-        train_loop(cfg, init, rows, _KilledAfterFirstCheckpoint(tmp_path / "killed"))
-    again = LocalContext(tmp_path / "killed")
-    resumed = train_loop(cfg, init, rows, again)
-    assert {r["epoch"] for r in again.reports} == {2}
-    assert math.isclose(resumed["loss"], final["loss"], rel_tol=1e-6)
+    # (kill and resume: tests/test_train.py, test_resume_after_kill_continues_exactly[tree])
 
 
 def test_tree_students_write_prefix_equations_only() -> None:
