@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # heavy imports stay out of module import
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
+    "CJK_RANGES",
     "MAX_PLACEHOLDERS",
     "OPERATOR_TOKENS",
     "PRESETS",
@@ -53,7 +54,9 @@ __all__ = [
 MAX_PLACEHOLDERS = 40
 OPERATOR_TOKENS = ("+", "-", "*", "/", "^", "(", ")", "=")
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>", "<s>")  # ids 0, 1, 2, 3 in a trained tokenizer
-_CJK = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+#: the CJK character ranges (a regex character-class body): each such character is one token
+CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK = f"[{CJK_RANGES}]"
 
 # Model-config fields per (architecture, preset). Vocabulary sizes are the tokenizer's target;
 # the model takes the size the trained tokenizer actually reached.

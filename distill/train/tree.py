@@ -45,6 +45,8 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import Seq2SeqLMOutput
 
+from distill.train.students import CJK_RANGES
+
 __all__ = [
     "BINARY_OPERATORS",
     "MODEL_TYPE",
@@ -59,26 +61,25 @@ __all__ = [
 MODEL_TYPE = "mathdistill_tree"
 BINARY_OPERATORS = ("+", "-", "*", "/", "^", "=")
 UNARY_OPERATORS = ("neg",)
-_PLACEHOLDER = re.compile(r"^N(\d+)$")
-_CONSTANT = re.compile(r"^(?:\d+(?:\.\d+)?%?|x)$")
 # words: a placeholder or number (N12, 3.14, 25%), one CJK character, a run of other letters,
 # or any other single non-space character (punctuation)
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_WORD = rf"N\d+|\d+(?:\.\d+)?%?|[{_CJK}]|[^\W\d_{_CJK}]+|\S"
+_WORD = rf"N\d+|\d+(?:\.\d+)?%?|[{CJK_RANGES}]|[^\W\d_{CJK_RANGES}]+|\S"
 
 
 def symbols_of_targets(texts: Iterable[str]) -> list[str]:
-    """The constants (sorted) used by the prefix targets among ``texts``: a text counts as a
-    target when every whitespace token is an operator, a placeholder or a constant (a number,
-    a percentage or ``x``); questions never do, they have words."""
+    """The constants (sorted) used by the prefix targets among ``texts``: the texts that read
+    as prefix equations (:func:`distill.equations.parse_prefix`; questions do not), their
+    numbers that are one word of the tokenizer (``100``, ``3.14``, ``25%``) and ``x``."""
+    from distill.equations import EquationError, literal_numbers, parse_prefix
+
     constants: set[str] = set()
-    ops = set(BINARY_OPERATORS) | set(UNARY_OPERATORS)
     for text in texts:
-        tokens = text.split()
-        if not tokens or not all(t in ops or _PLACEHOLDER.match(t) or _CONSTANT.match(t)
-                                 for t in tokens):
+        try:
+            numbers = {n.text for n in literal_numbers(parse_prefix(text))}
+        except EquationError:
             continue
-        constants.update(t for t in tokens if _CONSTANT.match(t))
+        constants.update(t for t in text.split()
+                         if t == "x" or (t in numbers and re.fullmatch(_WORD, t)))
     return sorted(constants)
 
 
@@ -381,8 +382,8 @@ class TreeModel(PreTrainedModel):
     @staticmethod
     def _lefts(open_stacks: list[list[_Open]], like: torch.Tensor):
         has = [bool(s) and s[-1].done for s in open_stacks]
-        vectors = torch.stack([s[-1].vector if h else like.new_zeros(like.size(-1))
-                               for s, h in zip(open_stacks, has)])
+        zero = like.new_zeros(like.size(-1))
+        vectors = torch.stack([s[-1].vector if h else zero for s, h in zip(open_stacks, has)])
         return vectors, torch.tensor(has, device=like.device)
 
     # --------------------------------------------------------------------- training
