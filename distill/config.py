@@ -182,8 +182,9 @@ class PipelineConfig(StrictModel):
                              f"{target!r})")
         if self.fdd is not None and (self.teacher not in ("search", "gold")
                                      or target != "equation_prefix"):
-            raise ValueError("fdd: the perturb teacher varies problems with verified equations: "
-                             "it needs teacher 'search' or 'gold' and train.target "
+            raise ValueError("fdd: the rounds train equation students on equations (the perturb "
+                             "teacher's, or the search's for a language model's problems): "
+                             "they need teacher 'search' or 'gold' and train.target "
                              f"'equation_prefix' (got teacher {self.teacher!r}, target "
                              f"{target!r})")
         return self

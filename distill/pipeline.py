@@ -309,6 +309,9 @@ def stages_for(config: PipelineConfig) -> list[Stage]:
                 kind: dump(getattr(c, kind)), "round": int(name.rsplit("_", 1)[1]),
                 "train": dump(c.train), "evaluate": dump(c.evaluate),
                 **({"constants": c.search.constant_texts()} if kind == "refine" else {}),
+                # a language model's new problems are labelled by the search
+                **({"search": dump(c.search)} if kind == "fdd" and c.fdd.teacher == "llm"
+                   else {}),
                 "sandbox": dump(c.sandbox)},
             _round_stage(name), code=("distill.pipeline", f"distill.{kind}.stage"),
             resumable=True))

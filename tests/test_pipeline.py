@@ -136,7 +136,7 @@ def test_rerun_skips_complete_stages_and_reruns_from_a_changed_one(reference_run
 
 def test_a_refinement_round_from_the_reference_run(reference_run, tmp_path) -> None:
     """refine_1 and fdd_1 after the reference run's stages (they are skipped: the rounds are not
-    part of their keys), then refine_1 stopped inside (manifest still running) and resumed."""
+    part of their keys), then both stopped inside (manifest still running) and resumed."""
     from distill.equations import parse_prefix
     from distill.evaluate.infer import equation_answer
     from distill.evaluate.student import resolve_student
@@ -220,19 +220,26 @@ def test_a_refinement_round_from_the_reference_run(reference_run, tmp_path) -> N
         in text
     assert (run / "report_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # a run stopped inside the round (the manifest still says running; its summary not yet
-    # written): started again, the round keeps its candidates, labels and examples byte for
-    # byte, resumes training from its checkpoints and completes
-    before = {f: (out / f).read_bytes() for f in ("candidates.jsonl", "labels.json",
-                                                    "examples.parquet")}
+    # a run stopped inside both rounds (the manifest still says running; their summaries not
+    # yet written): started again, each round keeps what it wrote byte for byte (refine_1 its
+    # candidates, labels and examples; fdd_1 its feedback, new problems, labels and
+    # examples), resumes training from its checkpoints and completes with the same figures
+    written = {"refine_1": ("candidates.jsonl", "labels.json", "examples.parquet"),
+               "fdd_1": ("feedback.jsonl", "new_problems.jsonl", "labels.json",
+                         "examples.parquet")}
+    before = {(r, f): (run / r / f).read_bytes() for r, files in written.items() for f in files}
     data = json.loads((run / "manifest.json").read_text())
-    data["stages"]["refine_1"]["status"] = "running"
+    for r in written:
+        data["stages"][r]["status"] = "running"
+        (run / r / "summary.json").unlink()
     (run / "manifest.json").write_text(json.dumps(data))
-    (out / "summary.json").unlink()
     again = run_pipeline(cfg, run, log=lambda s: None)
-    assert again["stages"]["refine_1"]["status"] == "complete"
-    assert {f: (out / f).read_bytes() for f in before} == before
+    assert {k: (run / k[0] / k[1]).read_bytes() for k in before} == before
+    for r in written:
+        assert again["stages"][r]["status"] == "complete"
     assert again["stages"]["refine_1"]["counts"]["accepted"] == summary["accepted"]
+    assert {k: again["stages"]["fdd_1"]["counts"][k] for k in ("easy", "hard", "generated")} == {
+        k: fdd[k] for k in ("easy", "hard", "generated")}
 
 
 def test_until_stops_after_a_stage_and_gold_teacher_builds_from_gold(ray_local, tmp_path) -> None:

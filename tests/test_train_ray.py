@@ -110,31 +110,36 @@ def test_deepspeed_zero2_two_workers(ray_local, tmp_path: Path) -> None:
 
 
 def test_tree_student_with_ddp_two_workers(ray_local, tmp_path: Path) -> None:
-    """The tree student under DDP, on equations and on targets that are single leaves (no
-    step reaches the child and merge layers, yet every parameter must take part in every
-    step's graph, else DDP waits for their gradients for ever); each checkpoint reads back
-    through load_student and decodes well-formed equations."""
+    """The tree student under DDP, with steps where one worker's batch is single leaves and the
+    other's equations, and steps where both are leaves (no row reaches the child and merge
+    layers, yet every parameter must take part in every step's graph, else DDP waits for
+    their gradients for ever); the checkpoint reads back through load_student and decodes
+    well-formed equations."""
     from distill.equations import parse_prefix
     from distill.evaluate.config import InferenceConfig
     from distill.evaluate.infer import generate
+    from distill.train.collate import epoch_batches
     from distill.train.stage import fit
     from distill.train.students import load_student
     from distill.train.tree import TreeModel
 
-    equations = _rows(64)
-    leaves = [dict(r, target_text=f"N{i % 2}") for i, r in enumerate(equations)]
     student = {"kind": "scratch", "architecture": "tree",
                "model_overrides": {"hidden_size": 32, "embedding_size": 16}}
-    for name, rows in (("tree", equations), ("tree_leaves", leaves)):
-        cfg = _config(name, epochs=1, batch_size=8, student=student)
-        result = fit(cfg, rows, storage_path=tmp_path)
-        assert math.isfinite(result.metrics["loss"])
-        model, tok = load_student(result.checkpoint_dir)
-        assert isinstance(model, TreeModel)
-        outs = generate((model.eval(), tok), [r["source_text"] for r in rows[:8]],
-                        InferenceConfig(max_new_tokens=8))
-        for (text,) in outs:
-            parse_prefix(text)
+    cfg = _config("tree", epochs=1, batch_size=8, student=student)
+    rows = _rows(64)
+    first, second = ([epoch_batches(len(rows), 8, 0, cfg.seed, rank, 2)[step] for rank in (0, 1)]
+                     for step in (0, 1))
+    leaf_rows = set(first[0]) | set(second[0]) | set(second[1])  # step 1 mixed, step 2 leaves
+    rows = [dict(r, target_text=f"N{i % 2}") if i in leaf_rows else r for i, r in enumerate(rows)]
+    assert all(" " in rows[i]["target_text"] for i in first[1])  # rank 1's first batch: equations
+    result = fit(cfg, rows, storage_path=tmp_path)
+    assert math.isfinite(result.metrics["loss"])
+    model, tok = load_student(result.checkpoint_dir)
+    assert isinstance(model, TreeModel)
+    outs = generate((model.eval(), tok), [r["source_text"] for r in rows[:8]],
+                    InferenceConfig(max_new_tokens=8))
+    for (text,) in outs:
+        parse_prefix(text)
 
 
 def test_device_inputs_in_a_ray_worker_and_on_the_driver(ray_local) -> None:

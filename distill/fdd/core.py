@@ -10,6 +10,12 @@ hard, and new problems similar to the hard ones, labelled.
   evaluation problem, a training problem or another new one; with the reasons the others
   were set aside.
 
+* :func:`teacher_problems` -- the new problems a language model wrote (``fdd_similar`` /
+  ``fdd_harder`` Rationale rows) -> Problem rows without an answer, with the reasons the others
+  were set aside (unusable, no quantities, a known problem, written twice).
+* :func:`self_consistent_answers` -- the teacher's sampled solutions of those problems -> the
+  problems whose majority answer has enough agreement, with that answer and the rule.
+
 Labels are masked equations over ``N0…`` as the search and refinement write them.
 """
 
@@ -20,7 +26,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Collection, Mapping, Sequence
 
-__all__ = ["Augmentation", "similar_problems", "split_easy_hard"]
+__all__ = ["Augmentation", "Consensus", "self_consistent_answers", "similar_problems",
+           "split_easy_hard", "teacher_problems"]
 
 
 def split_easy_hard(prediction_rows: Sequence[Mapping[str, Any]]
@@ -78,3 +85,99 @@ def similar_problems(hard: Sequence[Mapping[str, Any]], labels: Mapping[str, Seq
             out.problems.append(row)
             out.labels[row["id"]] = label
     return out
+
+
+_ID_MARK = {"fdd_similar": "s", "fdd_harder": "h"}  # in a new problem's id
+
+
+def teacher_problems(rows: Sequence[Mapping[str, Any]], sources: Mapping[str, Mapping[str, Any]],
+                     round_no: int, *, avoid: Collection[str] = ()
+                     ) -> tuple[list[dict[str, Any]], Counter]:
+    """Problem rows (split ``fdd``, no answer yet) from a teacher's new-problem Rationale rows
+    (``rows``: strategy ``fdd_similar`` / ``fdd_harder``, the problem's text in
+    ``meta.new_question``; ``id`` the source problem's, a key of ``sources``), in row order,
+    and the count of rows set aside by reason: ``unusable: <why>`` (the verifier's reason),
+    ``no_quantities`` (nothing to compute with), ``seen_or_evaluation_problem`` (its
+    normalized text is in ``avoid`` -- training, evaluation and earlier new problems -- or was
+    written before in these rows). A new problem's id is
+    ``<source id>~r<round><s|h><sample>`` (s: similar, h: harder); ``meta`` records the teacher, the strategy, the
+    source problem and the model."""
+    from distill.data.decontam import normalize_question
+    from distill.records import RecordError, make_problem, meta_of
+
+    seen = set(avoid)
+    out: list[dict[str, Any]] = []
+    rejected: Counter = Counter()
+    for row in sorted(rows, key=lambda r: (r["strategy"], r["id"], r["sample_idx"])):
+        question = meta_of(row).get("new_question")
+        if row["verdict"] != "correct" or not question:
+            rejected[f"unusable: {row.get('error') or 'no question'}"] += 1
+            continue
+        key = normalize_question(question)
+        if key in seen:
+            rejected["seen_or_evaluation_problem"] += 1
+            continue
+        source = sources[row["id"]]
+        pid = f"{row['id']}~r{round_no}{_ID_MARK[row['strategy']]}{row['sample_idx']}"
+        try:
+            problem = make_problem(
+                dataset=str(source.get("dataset", "")), split="fdd", source_id=pid,
+                question=question, answer=None, lang=source.get("lang"),
+                meta={"teacher": "llm", "strategy": row["strategy"], "source_id": row["id"],
+                      "model": row["source"]})
+        except RecordError as e:
+            rejected[f"unusable: {e}"] += 1
+            continue
+        if not problem["quantities"]:
+            rejected["no_quantities"] += 1
+            continue
+        problem["id"] = pid
+        seen.add(key)
+        out.append(problem)
+    return out, rejected
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """A new problem's label by self-consistency: the majority ``answer``, its ``votes`` out of
+    ``samples`` solutions asked for."""
+
+    answer: str
+    votes: int
+    samples: int
+
+    @property
+    def agreement(self) -> float:
+        return self.votes / self.samples
+
+    def rule(self, min_agreement: float) -> str:
+        return (f"teacher self-consistency: {self.votes} of {self.samples} solutions give "
+                f"{self.answer} (at least {min_agreement:g} needed)")
+
+
+def self_consistent_answers(rows: Sequence[Mapping[str, Any]], samples: int,
+                            min_agreement: float) -> tuple[dict[str, Consensus], Counter]:
+    """Problem id -> :class:`Consensus` for the problems whose solutions (``rows``: Rationale
+    rows of a problem without a gold, ``predicted`` the answer each gives, None when it gave
+    none) agree: the majority answer (:func:`distill.evaluate.report.majority_answer`, the one
+    grader) is a number and at least ``min_agreement`` of the ``samples`` asked for give it (a
+    solution that failed or was never made counts against it). The others are counted by
+    reason: ``no_answer`` (no solution gave a number), ``too_little_agreement``."""
+    from distill.evaluate.report import majority_answer
+    from distill.quantities import canonical, parse_answer
+
+    by_id: dict[str, list[str | None]] = {}
+    for row in rows:
+        value = parse_answer(row["predicted"]).value if row.get("predicted") else None
+        by_id.setdefault(row["id"], []).append(canonical(value) if value is not None else None)
+    labelled: dict[str, Consensus] = {}
+    rejected: Counter = Counter()
+    for pid, answers in by_id.items():
+        voted, votes = majority_answer(answers)
+        if voted is None:
+            rejected["no_answer"] += 1
+        elif votes < min_agreement * samples - 1e-9:
+            rejected["too_little_agreement"] += 1
+        else:
+            labelled[pid] = Consensus(voted, votes, samples)
+    return labelled, rejected

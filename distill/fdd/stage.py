@@ -9,13 +9,19 @@ Layout of a round's folder (``<run>/fdd_<r>/``)::
     feedback.jsonl      one row per training problem (the run's and earlier rounds' new ones):
                         id, the k outputs, the majority answer, easy or hard
     new_problems.jsonl  the round's new problems (Problem rows, split ``fdd``; ``meta`` records
-                        the teacher, the source problem and the label rule)
+                        the teacher, the source problem and the label rule), with their
+                        label (``fdd_label``)
+    rejected.json       what the teacher wrote that was set aside, by reason
+    teacher/            teacher 'llm' only: fdd_similar/ and fdd_harder/ (the problems it
+                        wrote), label/ (its solutions of them), search/ (the equation search
+                        for the agreed answers), summary.json (their figures)
     labels.json         problem id -> labels, the new problems' included (the next round's)
     examples.parquet    the SFT examples of every problem so far
     train/, evaluate/   the retrained student and its report
     summary.json        the round's figures (also the manifest's counts)
 
-Resumable like a refinement round: each file is written once, training resumes.
+Resumable like a refinement round: each file is written once, training resumes; the llm
+teacher's generation keeps every committed row (a re-run asks only for the missing ones).
 """
 
 from __future__ import annotations
@@ -24,14 +30,16 @@ import json
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
-from distill.fdd.core import similar_problems, split_easy_hard
+from distill.fdd.core import (self_consistent_answers, similar_problems, split_easy_hard,
+                              teacher_problems)
 from distill.fileio import read_jsonl, write_atomic, write_jsonl
 
-__all__ = ["fdd_round", "new_problems_of"]
+__all__ = ["fdd_round", "llm_new_problems", "new_problems_of"]
 
 NEW_PROBLEMS = "new_problems.jsonl"
+TEACHER_SUMMARY = "summary.json"
 
 
 def new_problems_of(round_dir: Path) -> list[dict[str, Any]]:
@@ -85,7 +93,8 @@ def fdd_round(
         write_jsonl(feedback_file, feedback)
     hard_ids = {r["id"] for r in feedback if not r["easy"]}
 
-    # 2. similar problems for the hard ones (written once), labelled with their sources'
+    # 2. new problems, labelled (written once): similar ones for the hard problems from the
+    # offline teacher, or similar and harder ones from a language model
     new_file = out / NEW_PROBLEMS
     if new_file.is_file():
         new = new_problems_of(out)
@@ -93,11 +102,15 @@ def fdd_round(
     else:
         avoid = {normalize_question(p["question"]) for p in problems}
         avoid |= {normalize_question(p["question"]) for rows in eval_sets.values() for p in rows}
-        aug = similar_problems([p for p in problems if p["id"] in hard_ids], labels,
-                               cfg.variants, random.Random(pipeline.seed * 1009 + round_no),
-                               avoid=avoid)
-        new = [dict(p, fdd_label=aug.labels[p["id"]]) for p in aug.problems]
-        rejected = dict(aug.rejected)
+        if cfg.teacher == "llm":
+            new, rejected = llm_new_problems(round_no, problems, hard_ids, avoid,
+                                             pipeline=pipeline, out=out / "teacher", log=log)
+        else:
+            aug = similar_problems([p for p in problems if p["id"] in hard_ids], labels,
+                                   cfg.variants, random.Random(pipeline.seed * 1009 + round_no),
+                                   avoid=avoid)
+            new = [dict(p, fdd_label=aug.labels[p["id"]]) for p in aug.problems]
+            rejected = dict(aug.rejected)
         write_atomic(out / "rejected.json", json.dumps(rejected, indent=1, sort_keys=True))
         write_jsonl(new_file, new)
     all_labels = {pid: list(v) for pid, v in labels.items()}
@@ -111,6 +124,8 @@ def fdd_round(
         "round": round_no, "problems": len(problems),
         "easy": len(feedback) - len(hard_ids), "hard": len(hard_ids),
         "generated": len(new), "rejected": rejected,
+        **({"teacher": json.loads((out / "teacher" / TEACHER_SUMMARY).read_text())}
+           if cfg.teacher == "llm" else {}),
         "accuracy": report["accuracy"], "correct": report["correct"], "n": report["n"],
         "per_dataset": report["per_dataset"],
         "checkpoint_dir": trained["checkpoint_dir"], "final_loss": trained["final_loss"],
@@ -120,3 +135,80 @@ def fdd_round(
     log(f"[fdd_{round_no}] {summary['easy']} easy, {summary['hard']} hard, {len(new)} new "
         f"problems; accuracy {report['accuracy']:.2%} ({report['correct']}/{report['n']})")
     return summary
+
+
+def llm_new_problems(round_no: int, problems: Sequence[Mapping[str, Any]],
+                     hard_ids: Collection[str], avoid: Collection[str], *, pipeline: Any,
+                     out: Path, log: Callable[[str], None] = print
+                     ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The new problems of an FDD round written by a language model (``pipeline.fdd.llm``),
+    with their labels (``fdd_label``), and the count of what was set aside by reason.
+
+    On Ray (initialised by the caller), into ``out``: the teacher writes ``fdd.variants``
+    similar problems per hard problem and ``llm.harder`` harder ones per easy problem (the
+    generation stage: verified as well-formed problems, committed as they come, a re-run asks
+    only for what is missing); those that are new (normalized text not in ``avoid`` nor
+    written twice) and have quantities are solved ``llm.label_samples`` times; a problem whose
+    majority answer has ``llm.min_agreement`` is searched for an equation over its quantities
+    giving that answer (the run's ``search`` section, as the training data was labelled), and
+    kept with that equation. The figures go to ``out/summary.json``."""
+    from distill.generate.stage import generate_dataset, read_rationales
+    from distill.search.stage import search_dataset
+    from distill.sft.stage import read_rationales as read_search_rows, search_equations
+
+    fdd, teacher = pipeline.fdd, pipeline.fdd.llm
+    run_on_ray = dict(resources=pipeline.ray.for_stage("generate"),
+                      verify_resources=pipeline.ray.for_stage("verify"), sandbox=pipeline.sandbox,
+                      progress=log)
+    sources = {p["id"]: p for p in problems}
+    written, figures = [], {}
+    for strategy, chosen, n in (
+            ("fdd_similar", [p for p in problems if p["id"] in hard_ids], fdd.variants),
+            ("fdd_harder", [p for p in problems if p["id"] not in hard_ids], teacher.harder)):
+        if not chosen or not n:
+            continue
+        log(f"[fdd_{round_no}] {teacher.generate.model} writes {n} {strategy} problem(s) for "
+            f"each of {len(chosen)} problems")
+        config = teacher.generate.model_copy(update={"strategy": strategy, "samples": n})
+        summary = generate_dataset(chosen, config, out / strategy, **run_on_ray,
+                                   problems_label=f"fdd_{round_no} {strategy}")
+        figures[strategy] = {k: summary[k] for k in ("rows", "correct", "pass_rate")}
+        written += read_rationales(out / strategy).to_pylist()
+    candidates, rejected = teacher_problems(written, sources, round_no, avoid=avoid)
+
+    labelled: dict[str, Any] = {}
+    if candidates:
+        log(f"[fdd_{round_no}] {len(candidates)} new problems, each solved "
+            f"{teacher.label_samples} times ({teacher.label_strategy})")
+        config = teacher.generate.model_copy(update={
+            "strategy": teacher.label_strategy, "samples": teacher.label_samples,
+            "sampling": teacher.generate.sampling.model_copy(
+                update={"temperature": teacher.label_temperature})})
+        generate_dataset(candidates, config, out / "label", **run_on_ray,
+                         problems_label=f"fdd_{round_no} new problems")
+        labelled, why = self_consistent_answers(read_rationales(out / "label").to_pylist(),
+                                                teacher.label_samples, teacher.min_agreement)
+        rejected.update(why)
+    agreed = [dict(p, answer=labelled[p["id"]].answer, answer_raw=labelled[p["id"]].answer)
+              for p in candidates if p["id"] in labelled]
+
+    equations: dict[str, str] = {}
+    if agreed:
+        search_dir = out / "search"
+        if not (search_dir / "summary.json").is_file():
+            search_dataset(agreed, pipeline.search, search_dir,
+                           resources=pipeline.ray.for_stage("search"))
+        equations = search_equations(read_search_rows(search_dir / "rationales"))[0]
+    new = []
+    for p in agreed:
+        if p["id"] not in equations:
+            rejected["no_equation_found"] += 1
+            continue
+        meta = dict(json.loads(p["meta"]),
+                    label_rule=labelled[p["id"]].rule(teacher.min_agreement))
+        new.append(dict(p, meta=json.dumps(meta, ensure_ascii=False, sort_keys=True),
+                        fdd_label=equations[p["id"]]))
+    figures.update({"written": len(written), "new": len(candidates), "agreed": len(agreed),
+                    "kept": len(new)})
+    write_atomic(out / TEACHER_SUMMARY, json.dumps(figures, indent=1, sort_keys=True))
+    return new, dict(rejected)
