@@ -89,6 +89,14 @@ def run_report(run_dir: str | Path) -> tuple[str, list[tuple[str, float]]]:
                          f"{s['generated']} | {aside} | {_pct(s['accuracy'])} | "
                          f"{s['seconds']} |")
             by_round.append((f"fdd {s['round']}", s["accuracy"]))
+        for s in fdd:  # a language model's rounds: what it wrote and how much of it was kept
+            t = s.get("teacher")
+            if t:
+                rates = "; ".join(f"{k} {t[k]['correct']} of {t[k]['rows']} usable"
+                                  for k in ("fdd_similar", "fdd_harder") if k in t)
+                lines += ["", f"Round {s['round']} teacher: {rates or 'nothing asked'}; "
+                          f"{t['new']} new, {t['agreed']} with agreeing solutions, {t['kept']} "
+                          "labelled by the search."]
     later = sorted((run_dir / "evaluations").glob("*/report.json"))
     if later:
         lines += ["", "## Later evaluations (`mathdistill evaluate`)", "",

@@ -108,6 +108,26 @@ def test_the_run_report_without_a_run_is_refused(tmp_path: Path) -> None:
         run_report(tmp_path)
 
 
+def test_the_run_report_shows_what_a_language_model_teacher_wrote_and_kept(tmp_path: Path) -> None:
+    from distill.runreport import run_report
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"name": "r", "stages": {
+        "fdd_1": {"status": "complete", "seconds": 9.5}}}))
+    (tmp_path / "fdd_1").mkdir()
+    (tmp_path / "fdd_1" / "summary.json").write_text(json.dumps({
+        "round": 1, "problems": 120, "easy": 100, "hard": 20, "generated": 31,
+        "rejected": {"too_little_agreement": 6, "no_equation_found": 3},
+        "accuracy": 0.5, "correct": 15, "n": 30, "seconds": 9.5,
+        "teacher": {"fdd_similar": {"rows": 40, "correct": 38, "pass_rate": 0.95},
+                    "fdd_harder": {"rows": 100, "correct": 90, "pass_rate": 0.9},
+                    "written": 140, "new": 40, "agreed": 34, "kept": 31}}))
+    text, by_round = run_report(tmp_path)
+    assert "| 1 | 120 | 100 | 20 | 31 | no_equation_found 3, too_little_agreement 6 | 50.0% | 9.5 |" in text
+    assert ("Round 1 teacher: fdd_similar 38 of 40 usable; fdd_harder 90 of 100 usable; 40 new, "
+            "34 with agreeing solutions, 31 labelled by the search.") in text
+    assert by_round == [("fdd 1", 0.5)]
+
+
 def test_a_round_retrains_from_scratch_or_from_the_last_student(tmp_path: Path, monkeypatch) -> None:
     from distill.refine.stage import retrain_config
     from distill.train.config import TrainConfig
