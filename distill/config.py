@@ -180,13 +180,17 @@ class PipelineConfig(StrictModel):
                              "equation student: it needs teacher 'search' and train.target "
                              f"'equation_prefix' (got teacher {self.teacher!r}, target "
                              f"{target!r})")
-        if self.fdd is not None and (self.teacher not in ("search", "gold")
-                                     or target != "equation_prefix"):
-            raise ValueError("fdd: the rounds train equation students on equations (the perturb "
-                             "teacher's, or the search's for a language model's problems): "
-                             "they need teacher 'search' or 'gold' and train.target "
-                             f"'equation_prefix' (got teacher {self.teacher!r}, target "
-                             f"{target!r})")
+        if self.fdd is not None:
+            equation_run = self.teacher in ("search", "gold") and target == "equation_prefix"
+            rationale_run = self.teacher == "generate" and self.fdd.teacher == "llm"
+            if not (equation_run or rationale_run):
+                raise ValueError(
+                    "fdd: the rounds retrain an equation student (teacher 'search' or 'gold', "
+                    "train.target 'equation_prefix'; fdd.teacher perturb or llm) or a student "
+                    "trained on a teacher's rationales (teacher 'generate'; fdd.teacher llm, "
+                    "whose new problems are solved with the run's generate strategy); got "
+                    f"teacher {self.teacher!r}, target {target!r}, fdd.teacher "
+                    f"{self.fdd.teacher!r}")
         return self
 
     def resolved_run_dir(self) -> Path:

@@ -210,6 +210,8 @@ def _labels_before(config: PipelineConfig, run_dir: Path, name: str) -> dict[str
     """Problem id -> labels a round starts from: the round before it wrote them
     (``labels.json``); the first round takes them as the SFT stage did (the search's best
     match, or the gold equation)."""
+    if config.teacher == "generate":  # a student trained on rationales: no equation labels
+        return {}
     rounds = _round_names(config)
     if rounds.index(name) > 0:
         before = run_dir / rounds[rounds.index(name) - 1] / "labels.json"
@@ -309,9 +311,11 @@ def stages_for(config: PipelineConfig) -> list[Stage]:
                 kind: dump(getattr(c, kind)), "round": int(name.rsplit("_", 1)[1]),
                 "train": dump(c.train), "evaluate": dump(c.evaluate),
                 **({"constants": c.search.constant_texts()} if kind == "refine" else {}),
-                # a language model's new problems are labelled by the search
-                **({"search": dump(c.search)} if kind == "fdd" and c.fdd.teacher == "llm"
-                   else {}),
+                # a language model's new problems are labelled by the search (equation
+                # students) or with the run's own teacher strategy (rationale students)
+                **({"search": dump(c.search), "generate": dump(c.generate) if c.generate
+                    else None, "sft": dump(c.sft)}
+                   if kind == "fdd" and c.fdd.teacher == "llm" else {}),
                 "sandbox": dump(c.sandbox)},
             _round_stage(name), code=("distill.pipeline", f"distill.{kind}.stage"),
             resumable=True))

@@ -115,3 +115,18 @@ def test_an_llm_teacher_needs_its_section_and_a_perturb_teacher_refuses_one():
         FDDConfig(teacher="llm")
     with pytest.raises(ValueError, match="teacher is 'perturb'"):
         FDDConfig(llm=llm)
+
+
+def test_fdd_rounds_fit_the_runs_they_retrain():
+    from distill.config import PipelineConfig
+
+    llm = {"teacher": "llm", "llm": {"generate": {"engine": "openai", "model": "teacher-7b"}}}
+    pot = {"name": "x", "teacher": "generate", "train": {"target": "pot"},
+           "generate": {"engine": "openai", "model": "teacher-7b"}}
+    assert PipelineConfig.model_validate({**pot, "fdd": llm}).fdd.teacher == "llm"
+    with pytest.raises(ValueError, match="fdd.teacher 'perturb'"):
+        PipelineConfig.model_validate({**pot, "fdd": {}})  # perturb needs equations
+    with pytest.raises(ValueError, match="target 'equation_infix'"):
+        PipelineConfig.model_validate({"name": "x", "train": {"target": "equation_infix"},
+                                       "fdd": llm})
+    assert PipelineConfig.model_validate({"name": "x", "fdd": llm}).fdd.llm.harder == 1

@@ -358,34 +358,66 @@ def test_a_run_killed_mid_stage_finishes_with_the_same_rows(ray_local, reference
 
 def test_generating_teacher_pot_student_end_to_end(ray_local, tmp_path) -> None:
     """teacher: generate through the openai engine (a scripted OpenAI-compatible server on
-    loopback that answers each problem with a program), pot target, evaluation in the sandbox."""
+    loopback that answers each problem with a program), pot target, evaluation in the sandbox;
+    then an FDD round whose language-model teacher (the same server) writes a similar problem
+    for each one the student fails and solves it twice: the agreeing programs join the
+    examples the student was trained on, and the student is trained again."""
+    import re
+
     from distill.data.synthetic import generate as synthetic
+    from distill.fdd.config import FDDConfig
     from distill.generate.config import GenerateConfig
     from distill.generate.testing import TeacherServer
+    from distill.train.stage import final_student
 
     cfg = small_quickstart(epochs=1)
     answers = {p["question"]: p["answer"] for p in synthetic(cfg.data.synthetic, "train")}
 
     def responder(endpoint: str, body: dict) -> str:
         text = body.get("prompt") or "\n".join(m["content"] for m in body["messages"])
+        if "creative math teacher" in text:  # fdd_similar: a new problem from the seed
+            a, b = 2 + body["seed"] % 97, 2 + body["seed"] // 97 % 97
+            return f"New problem: Kim has {a} marbles and finds {b} more. How many marbles now?"
+        last = text.rsplit("Problem:", 1)[1]
+        if "Kim has" in last:  # solving a new problem
+            a, b = re.findall(r"\d+", last)[:2]
+            return f"```python\nans = {a} + {b}\n```"
         answer = next(a for q, a in answers.items() if q in text)
         return f"```python\nans = {answer}\n```"
 
     with TeacherServer(responder) as server:
+        teacher = GenerateConfig(strategy="pot", engine="openai", model="scripted",
+                                 openai={"base_url": server.url})
         cfg = cfg.model_copy(update={
-            "teacher": "generate",
-            "generate": GenerateConfig(strategy="pot", engine="openai", model="scripted",
-                                       openai={"base_url": server.url}),
+            "teacher": "generate", "generate": teacher,
             "train": cfg.train.model_copy(update={"target": "pot", "max_target_length": 32}),
+            "fdd": FDDConfig(rounds=1, samples=1, variants=1, epochs=1, teacher="llm", llm={
+                "generate": teacher, "harder": 0, "label_samples": 2, "min_agreement": 1.0}),
         })
         cfg = PipelineConfig.model_validate(cfg.model_dump())
         manifest = run_pipeline(cfg, tmp_path / "run", log=lambda s: None)
-    assert list(manifest["stages"]) == ["data", "generate", "sft", "train", "evaluate"]
+    assert list(manifest["stages"]) == ["data", "generate", "sft", "train", "evaluate", "fdd_1"]
     gen = manifest["stages"]["generate"]["counts"]
     assert gen["rows"] == gen["correct"] == 120
     assert manifest["stages"]["sft"]["counts"]["examples"] == 120
     report = json.loads((tmp_path / "run" / "evaluate" / "report.json").read_text())
     assert report["n"] == 30 and report["target"] == "pot"
+    fdd = manifest["stages"]["fdd_1"]["counts"]
+    out = tmp_path / "run" / "fdd_1"
+    feedback = [json.loads(line) for line in (out / "feedback.jsonl").open()]
+    assert len(feedback) == 120 and fdd["hard"] == sum(not f["easy"] for f in feedback) > 0
+    new = [json.loads(line) for line in (out / "new_problems.jsonl").open()]
+    assert fdd["generated"] == len(new) == fdd["teacher"]["kept"] > 0
+    examples = pq.read_table(str(out / "examples.parquet")).to_pylist()
+    assert len(examples) == 120 + len(new)
+    by_problem = {e["problem_id"]: e for e in examples}
+    for p in new:  # trained on a solution that gives the answer both samples agreed on
+        a, b = (int(q) for q in p["quantities"])
+        assert p["answer"] == str(a + b) and len(p["fdd_rationales"]) == 2
+        assert by_problem[p["id"]]["target_text"] == p["fdd_rationales"][0]["program"]
+        assert by_problem[p["id"]]["source_text"] == p["question"]
+    assert final_student(tmp_path / "run") == tmp_path / "run" / fdd["checkpoint_dir"]
+    assert json.loads((out / "evaluate" / "report.json").read_text())["target"] == "pot"
 
 
 def test_teacher_and_target_must_fit() -> None:

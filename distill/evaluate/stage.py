@@ -37,7 +37,7 @@ from distill.resources import StageResources, resources_or_default
 if TYPE_CHECKING:
     from distill.sandbox import SandboxConfig
 
-__all__ = ["NEEDS", "WRITES", "evaluate_student", "generate_on_ray"]
+__all__ = ["NEEDS", "WRITES", "evaluate_student", "generate_on_ray", "predictions"]
 
 # the Problem columns evaluate_student reads (``dataset`` it sets itself: the set's label;
 # ``answer_raw`` is preferred as the gold when present)
@@ -73,6 +73,22 @@ def generate_on_ray(student_dir: str, rows: list[dict[str, Any]], target: str,
     return outputs
 
 
+def predictions(rows: Sequence[Mapping[str, Any]], outputs: Sequence[Sequence[str]], target: str,
+                sandbox: SandboxConfig | None = None) -> list[dict[str, Any]]:
+    """:func:`~distill.evaluate.infer.prediction_rows` of the student's ``outputs`` for
+    ``rows``, the programs of ``pot`` / ``kpdd`` students run in a sandbox pool (``sandbox``'s
+    limits; opened and closed here, on the driver, all in one batch)."""
+    if target not in ("pot", "kpdd"):
+        return prediction_rows(rows, outputs, target)
+    from distill.sandbox import SandboxPool
+
+    pool = SandboxPool(sandbox)
+    try:
+        return prediction_rows(rows, outputs, target, pool.run_many)
+    finally:
+        pool.close()
+
+
 def evaluate_student(
     student_dir: str | Path,
     sets: Mapping[str, Sequence[Mapping[str, Any]]],
@@ -106,18 +122,7 @@ def evaluate_student(
     t0 = time.perf_counter()
     outputs = generate_on_ray(str(student_dir), rows, target, config, resources)
     gen_s = time.perf_counter() - t0
-    execute = None
-    pool = None
-    if target in ("pot", "kpdd"):
-        from distill.sandbox import SandboxPool
-
-        pool = SandboxPool(sandbox)
-        execute = pool.run_many
-    try:
-        preds = prediction_rows(rows, outputs, target, execute)
-    finally:
-        if pool is not None:
-            pool.close()
+    preds = predictions(rows, outputs, target, sandbox)
     report = summarize(score_problems(preds))
     report.update({"student": str(student_dir), "target": target, "sets": chosen,
                    "generation_s": round(gen_s, 3),

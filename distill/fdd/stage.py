@@ -34,7 +34,8 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 
 from distill.fdd.core import (self_consistent_answers, similar_problems, split_easy_hard,
                               teacher_problems)
-from distill.fileio import read_jsonl, write_atomic, write_jsonl
+from distill.fileio import read_jsonl, write_atomic, write_jsonl, write_parquet_once
+from distill.sft.stage import WRITES as SFT_WRITES
 
 __all__ = ["fdd_round", "llm_new_problems", "new_problems_of"]
 
@@ -63,17 +64,27 @@ def fdd_round(
     """Round ``round_no`` of FDD under ``out``; returns its summary.
 
     ``problems``: every training problem so far (the run's and earlier rounds' new ones);
-    ``labels``: their labels; ``student``: the student giving the feedback (the last one
-    trained); ``pipeline``: the run's :class:`~distill.config.PipelineConfig`."""
+    ``labels``: their labels (equation students; empty for students trained on rationales);
+    ``student``: the student giving the feedback (the last one trained); ``pipeline``: the
+    run's :class:`~distill.config.PipelineConfig`.
+
+    An equation student (``equation_prefix``) is retrained on ``labels`` and the new problems'
+    equations. A student trained on a teacher's rationales (``pot``, ``kpdd``, ``cot``; teacher
+    ``llm`` only) is retrained on the examples it was trained on -- the round before's
+    ``examples.parquet``, else the run's ``sft/examples.parquet`` -- and the new problems'
+    agreeing rationales."""
     from distill.data.decontam import normalize_question
-    from distill.evaluate.infer import prediction_rows
-    from distill.refine.stage import relabel_and_retrain, sample_on_ray
+    from distill.evaluate.stage import predictions
+    from distill.refine.stage import relabel_and_retrain, retrain_and_evaluate, sample_on_ray
 
     cfg = pipeline.fdd
     target = pipeline.train.target
-    if target != "equation_prefix":
-        raise ValueError(f"fdd: the perturb teacher labels equation_prefix students "
-                         f"(train.target is {target!r})")
+    on_rationales = not target.startswith("equation_")
+    if target not in ("equation_prefix", "pot", "kpdd", "cot") or (
+            on_rationales and cfg.teacher != "llm"):
+        raise ValueError(f"fdd: teacher {cfg.teacher!r} cannot label new problems for "
+                         f"train.target {target!r} (perturb: equation_prefix; llm: "
+                         "equation_prefix, pot, kpdd, cot)")
     problems = list(problems)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -86,7 +97,7 @@ def fdd_round(
         log(f"[fdd_{round_no}] feedback on {len(problems)} problems, {cfg.samples} samples each")
         outputs = sample_on_ray(student, problems, cfg.samples, cfg.temperature, cfg.top_p,
                                 pipeline.seed + 1000 + round_no, pipeline=pipeline)
-        easy, _ = split_easy_hard(prediction_rows(problems, outputs, target))
+        easy, _ = split_easy_hard(predictions(problems, outputs, target, pipeline.sandbox))
         easy_set = set(easy)
         feedback = [{"id": p["id"], "outputs": outs, "easy": p["id"] in easy_set}
                     for p, outs in zip(problems, outputs)]
@@ -113,13 +124,25 @@ def fdd_round(
             rejected = dict(aug.rejected)
         write_atomic(out / "rejected.json", json.dumps(rejected, indent=1, sort_keys=True))
         write_jsonl(new_file, new)
-    all_labels = {pid: list(v) for pid, v in labels.items()}
-    all_labels.update({p["id"]: [p["fdd_label"]] for p in new})
 
     # 3. retrain on everything, evaluate
-    trained, report = relabel_and_retrain(
-        f"fdd_{round_no}", problems + new, all_labels, cfg.epochs, eval_sets, pipeline=pipeline,
-        run_dir=run_dir, out=out, log=log, start_from=student if cfg.start == "last" else None)
+    start_from = student if cfg.start == "last" else None
+    if on_rationales:
+        examples_file = out / "examples.parquet"
+        if not examples_file.is_file():
+            before = (run_dir / f"fdd_{round_no - 1}" if round_no > 1 else run_dir / "sft")
+            write_parquet_once(examples_file, read_examples(before / "examples.parquet")
+                               + rationale_examples(new, target, pipeline.sft.max_per_problem),
+                               SFT_WRITES)
+        trained, report = retrain_and_evaluate(
+            examples_file, f"fdd_{round_no}", cfg.epochs, eval_sets, pipeline=pipeline,
+            run_dir=run_dir, out=out, log=log, start_from=start_from)
+    else:
+        all_labels = {pid: list(v) for pid, v in labels.items()}
+        all_labels.update({p["id"]: [p["fdd_label"]] for p in new})
+        trained, report = relabel_and_retrain(
+            f"fdd_{round_no}", problems + new, all_labels, cfg.epochs, eval_sets,
+            pipeline=pipeline, run_dir=run_dir, out=out, log=log, start_from=start_from)
     summary = {
         "round": round_no, "problems": len(problems),
         "easy": len(feedback) - len(hard_ids), "hard": len(hard_ids),
@@ -149,10 +172,18 @@ def llm_new_problems(round_no: int, problems: Sequence[Mapping[str, Any]],
     generation stage: verified as well-formed problems, committed as they come, a re-run asks
     only for what is missing); those that are new (normalized text not in ``avoid`` nor
     written twice) and have quantities are solved ``llm.label_samples`` times; a problem whose
-    majority answer has ``llm.min_agreement`` is searched for an equation over its quantities
-    giving that answer (the run's ``search`` section, as the training data was labelled), and
-    kept with that equation. The figures go to ``out/summary.json``."""
+    majority answer has ``llm.min_agreement`` is kept with that answer and its label:
+
+    * an equation student's (``fdd_label``): the equation search over its quantities for that
+      answer (the run's ``search`` section, as the training data was labelled); none found:
+      set aside (``no_equation_found``);
+    * a rationale student's (``fdd_rationales``): the solutions giving that answer (solved
+      with the run's own ``generate`` strategy, so they have the fields its target needs),
+      marked correct.
+
+    The figures go to ``out/summary.json``."""
     from distill.generate.stage import generate_dataset, read_rationales
+    from distill.grading import answers_match
     from distill.search.stage import search_dataset
     from distill.sft.stage import read_rationales as read_search_rows, search_equations
 
@@ -176,39 +207,73 @@ def llm_new_problems(round_no: int, problems: Sequence[Mapping[str, Any]],
         written += read_rationales(out / strategy).to_pylist()
     candidates, rejected = teacher_problems(written, sources, round_no, avoid=avoid)
 
+    # solved label_samples times: with label_strategy for an equation student, with the run's
+    # own teacher strategy for a student trained on its rationales
+    on_rationales = not pipeline.train.target.startswith("equation_")
+    solver = (pipeline.generate if on_rationales else
+              teacher.generate.model_copy(update={"strategy": teacher.label_strategy}))
     labelled: dict[str, Any] = {}
+    solutions: list[dict[str, Any]] = []
     if candidates:
         log(f"[fdd_{round_no}] {len(candidates)} new problems, each solved "
-            f"{teacher.label_samples} times ({teacher.label_strategy})")
-        config = teacher.generate.model_copy(update={
-            "strategy": teacher.label_strategy, "samples": teacher.label_samples,
-            "sampling": teacher.generate.sampling.model_copy(
+            f"{teacher.label_samples} times ({solver.strategy})")
+        config = solver.model_copy(update={
+            "samples": teacher.label_samples,
+            "sampling": solver.sampling.model_copy(
                 update={"temperature": teacher.label_temperature})})
         generate_dataset(candidates, config, out / "label", **run_on_ray,
                          problems_label=f"fdd_{round_no} new problems")
-        labelled, why = self_consistent_answers(read_rationales(out / "label").to_pylist(),
-                                                teacher.label_samples, teacher.min_agreement)
+        solutions = read_rationales(out / "label").to_pylist()
+        labelled, why = self_consistent_answers(solutions, teacher.label_samples,
+                                                teacher.min_agreement)
         rejected.update(why)
     agreed = [dict(p, answer=labelled[p["id"]].answer, answer_raw=labelled[p["id"]].answer)
               for p in candidates if p["id"] in labelled]
 
-    equations: dict[str, str] = {}
-    if agreed:
+    def kept(p: Mapping[str, Any], **label: Any) -> dict[str, Any]:
+        meta = dict(json.loads(p["meta"]),
+                    label_rule=labelled[p["id"]].rule(teacher.min_agreement))
+        return dict(p, meta=json.dumps(meta, ensure_ascii=False, sort_keys=True), **label)
+
+    new = []
+    if on_rationales:  # trained on the solutions that give the agreed answer
+        by_problem: dict[str, list[dict[str, Any]]] = {}
+        for r in solutions:
+            by_problem.setdefault(r["id"], []).append(r)
+        for p in agreed:
+            rows = [dict(r, verdict="correct", error=None) for r in by_problem[p["id"]]
+                    if r["predicted"] is not None and answers_match(r["predicted"], p["answer"])]
+            new.append(kept(p, fdd_rationales=rows))
+    elif agreed:  # an equation over the quantities that gives the agreed answer: the search's
         search_dir = out / "search"
         if not (search_dir / "summary.json").is_file():
             search_dataset(agreed, pipeline.search, search_dir,
                            resources=pipeline.ray.for_stage("search"))
         equations = search_equations(read_search_rows(search_dir / "rationales"))[0]
-    new = []
-    for p in agreed:
-        if p["id"] not in equations:
-            rejected["no_equation_found"] += 1
-            continue
-        meta = dict(json.loads(p["meta"]),
-                    label_rule=labelled[p["id"]].rule(teacher.min_agreement))
-        new.append(dict(p, meta=json.dumps(meta, ensure_ascii=False, sort_keys=True),
-                        fdd_label=equations[p["id"]]))
+        for p in agreed:
+            if p["id"] in equations:
+                new.append(kept(p, fdd_label=equations[p["id"]]))
+            else:
+                rejected["no_equation_found"] += 1
     figures.update({"written": len(written), "new": len(candidates), "agreed": len(agreed),
                     "kept": len(new)})
     write_atomic(out / TEACHER_SUMMARY, json.dumps(figures, indent=1, sort_keys=True))
     return new, dict(rejected)
+
+
+def read_examples(path: Path) -> list[dict[str, Any]]:
+    """The SFT example rows of a Parquet file."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(str(path)).to_pylist()
+
+
+def rationale_examples(new: Sequence[Mapping[str, Any]], target: str,
+                       max_per_problem: int | None) -> list[dict[str, Any]]:
+    """SFT examples for ``target`` from the new problems' agreeing solutions
+    (``fdd_rationales``), at most ``max_per_problem`` each."""
+    from distill.sft.core import build_sft_examples
+
+    rationales = [r for p in new for r in p["fdd_rationales"]]
+    return build_sft_examples(new, target, rationales=rationales,
+                              max_per_problem=max_per_problem).rows
