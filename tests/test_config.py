@@ -33,6 +33,9 @@ def test_ray_config_file_validates() -> None:
     assert all(r.num_gpus == 0 for r in ray.resources.values())
     gpu = load_config(REPO / "configs" / "gsm8k_kpdd_pot.yaml")
     assert gpu.ray.for_stage("generate").num_gpus >= 1 and gpu.ray.for_stage("train").num_gpus >= 1
+    # its FDD rounds: a vLLM teacher writes the problems; they are solved with the run's KPDD-PoT
+    assert (gpu.fdd.teacher, gpu.fdd.llm.generate.engine, gpu.generate.strategy) == (
+        "llm", "vllm", "kpdd_pot")
     assert ray.for_stage("no-such-stage").num_cpus == 1.0  # defaults for unlisted stages
 
 
