@@ -10,12 +10,14 @@ Layout of a round's folder (``<run>/fdd_<r>/``)::
                         id, the k outputs, the majority answer, easy or hard
     new_problems.jsonl  the round's new problems (Problem rows, split ``fdd``; ``meta`` records
                         the teacher, the source problem and the label rule), with their
-                        label (``fdd_label``)
+                        label: ``fdd_label`` (an equation) or ``fdd_rationales`` (the
+                        agreeing solutions, for a student trained on rationales)
     rejected.json       what the teacher wrote that was set aside, by reason
     teacher/            teacher 'llm' only: fdd_similar/ and fdd_harder/ (the problems it
                         wrote), label/ (its solutions of them), search/ (the equation search
                         for the agreed answers), summary.json (their figures)
-    labels.json         problem id -> labels, the new problems' included (the next round's)
+    labels.json         equation students: problem id -> labels, the new problems' included
+                        (the next round's)
     examples.parquet    the SFT examples of every problem so far
     train/, evaluate/   the retrained student and its report
     summary.json        the round's figures (also the manifest's counts)
