@@ -102,7 +102,7 @@ def test_every_stage_has_a_config_section() -> None:
 def test_cluster_manifests_run_existing_entry_points() -> None:
     import yaml
 
-    job = yaml.safe_load((REPO / "cluster" / "kuberay-rayjob.yaml").read_text())
+    job = yaml.safe_load((REPO / "cluster" / "kuberay" / "rayjob-quickstart.yaml").read_text())
     assert job["kind"] == "RayJob" and job["spec"]["rayClusterSpec"]["rayVersion"] == "2.60.0"
     argv = job["spec"]["entrypoint"].split()
     assert argv[:3] == ["python", "-m", "jobs.pipeline"]
