@@ -16,6 +16,7 @@ loaded (see :func:`distill.data.resolve_data_dir`).
 
 from __future__ import annotations
 
+import os
 import re
 
 from pathlib import Path
@@ -85,6 +86,13 @@ class RayConfig(StrictModel):
         if self.include_dashboard is not None:
             kwargs["include_dashboard"] = self.include_dashboard
         return kwargs
+
+    def joins_a_cluster(self, environ: Mapping[str, str] | None = None) -> bool:
+        """Whether the driver joins an existing Ray cluster rather than starting a local one:
+        ``address`` is set, or it runs under ``ray job submit`` (whose entry points always get
+        ``RAY_ADDRESS``)."""
+        environ = os.environ if environ is None else environ
+        return self.address not in (None, "local") or bool(environ.get("RAY_ADDRESS"))
 
     def init_ray(self) -> None:
         """``ray.init(**init_kwargs())`` (driver logs off) unless Ray is already up in this

@@ -48,9 +48,10 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from distill.config import ConfigError, PipelineConfig, dump_config
+from distill.sandbox.config import SandboxConfig
 from distill.fileio import write_atomic
 from distill.provenance import code_version, files_fingerprint, git_version
 
@@ -274,9 +275,23 @@ class Stage:
                       "inputs": inputs}), version
 
 
+def for_where_it_runs(config: PipelineConfig, environ: Mapping[str, str] | None = None
+                      ) -> PipelineConfig:
+    """The config a run executes with: on a Ray cluster (:meth:`RayConfig.joins_a_cluster`)
+    a sandbox left at isolation 'auto' must isolate (``sandbox.require_namespaces``) --
+    untrusted programs never run unisolated on nodes nobody watches unless the config says
+    ``isolation: none``. Not part of any stage's key: a run resumed elsewhere keeps its rows."""
+    if config.sandbox.isolation == "auto" and config.ray.joins_a_cluster(environ):
+        return config.model_copy(update={"sandbox": config.sandbox.model_copy(
+            update={"require_namespaces": True})})
+    return config
+
+
 def stages_for(config: PipelineConfig) -> list[Stage]:
     """The stages of this config's run, in order."""
     def dump(model: Any) -> Any:
+        if isinstance(model, SandboxConfig):  # where it runs decides this one, not what it makes
+            return model.model_dump(mode="json", exclude={"require_namespaces"})
         return model.model_dump(mode="json")
 
     # the data folder's place is not part of the key, the files' content is (inputs)
@@ -347,6 +362,7 @@ def run_pipeline(config: PipelineConfig, run_dir: str | Path | None = None, log:
     _write_manifest(run_dir, manifest)  # first: the folder is a run's before anything else
     dump_config(config, run_dir / "config.yaml")
     config.ray.init_ray()
+    config = for_where_it_runs(config)
     key = ""
     for stage in plan:
         key, version = stage.key(config, key)

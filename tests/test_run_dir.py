@@ -215,3 +215,34 @@ def test_the_final_student_is_found_in_a_moved_run(tmp_path: Path) -> None:
     # a run written with an absolute path (before 2026-12-03) still names its checkpoint
     (moved / "train" / "result.json").write_text(json.dumps({"checkpoint_dir": "/abs/epoch_0009"}))
     assert final_student(moved) == Path("/abs/epoch_0009")
+
+
+def test_a_run_on_a_cluster_must_isolate_its_programs_and_keeps_its_stage_keys() -> None:
+    """Joining a Ray cluster (ray.address set, or RAY_ADDRESS as `ray job submit` gives every
+    entry point) makes a sandbox left at 'auto' require namespaces; 'none' given explicitly
+    stays; a local run is unchanged; and where a run executes never changes its stages' keys
+    (a run resumed on a cluster keeps its rows)."""
+    from distill.pipeline import for_where_it_runs, stages_for
+
+    base = load_config(REPO / "configs" / "quickstart.yaml")
+    assert base.ray.joins_a_cluster({}) is False
+    assert base.ray.joins_a_cluster({"RAY_ADDRESS": "10.0.0.1:6379"}) is True
+    remote = base.model_copy(update={"ray": base.ray.model_copy(update={"address": "auto"})})
+    assert remote.ray.joins_a_cluster({}) is True
+    local = for_where_it_runs(base, {})
+    assert local.sandbox.require_namespaces is False
+    on_cluster = for_where_it_runs(base, {"RAY_ADDRESS": "10.0.0.1:6379"})
+    assert on_cluster.sandbox.require_namespaces is True
+    assert for_where_it_runs(remote, {}).sandbox.require_namespaces is True
+    unisolated = base.model_copy(update={"sandbox": base.sandbox.model_copy(
+        update={"isolation": "none"})})
+    assert for_where_it_runs(unisolated, {"RAY_ADDRESS": "x"}).sandbox.require_namespaces is False
+
+    def keys(cfg):
+        out, upstream = [], ""
+        for stage in stages_for(cfg):
+            upstream = stage.key(cfg, upstream)[0]
+            out.append(upstream)
+        return out
+
+    assert keys(on_cluster) == keys(local)

@@ -546,6 +546,33 @@ def test_auto_falls_back_when_namespaces_are_refused(monkeypatch):
         SandboxPool(isolation="unshare", workers=1, light_workers=False).start()
 
 
+def test_a_pool_that_must_isolate_refuses_to_start_without_namespaces(monkeypatch):
+    """On a cluster (require_namespaces, set by the pipeline) 'auto' never falls back to
+    'none': with no namespace backend usable the pool refuses, naming the fixes; an explicit
+    isolation 'none' is the config saying so, and still runs."""
+    for name in ("bwrap", "unshare"):
+        monkeypatch.setattr(get_isolation(name), "unavailable",
+                            lambda name=name: f"{name} refused (simulated)")
+    pool = SandboxPool(workers=1, light_workers=False, warmup=False, timeout_s=TIMEOUT,
+                       require_namespaces=True)
+    with pytest.raises(SandboxError) as refused:
+        pool.start()
+    pool.close()
+    message = str(refused.value)  # every backend tried, in auto's order for this uid
+    assert message.startswith("no namespace isolation works on this node (")
+    assert "bwrap: bwrap refused (simulated)" in message
+    assert "unshare: unshare refused (simulated)" in message
+    assert "install bubblewrap" in message and "sandbox.isolation: none" in message
+    with pytest.warns(SandboxWarning):
+        explicit = SandboxPool(isolation="none", require_namespaces=True, workers=1,
+                               light_workers=False, warmup=False, timeout_s=TIMEOUT)
+        assert explicit.start().mode == "none"
+    try:
+        assert explicit.run("ans = 5").answer == "5"
+    finally:
+        explicit.close()
+
+
 # --------------------------------------------------------------------------------------------
 # Ray Data stage
 # --------------------------------------------------------------------------------------------

@@ -39,6 +39,12 @@ class SandboxConfig(StrictModel):
     isolation: Isolation = Field("auto", description="Namespace layer: 'auto' takes the strongest "
                                  "that works (bwrap, then unshare, then none with a loud "
                                  "warning); naming one makes it required.")
+    require_namespaces: bool = Field(
+        False, description="With isolation 'auto', never fall back to running programs "
+        "without namespaces: a pool that cannot isolate refuses to start. The pipeline sets it "
+        "when it joins a Ray cluster (under `ray job submit`, or ray.address set), where "
+        "programs run on nodes nobody watches; an explicit isolation 'none' still runs (with "
+        "its warning).")
     ast_check: bool = Field(True, description="Refuse programs that import outside "
                             "allowed_imports or touch eval/exec/open/dunders (defence in depth; "
                             "the OS layers hold without it).")

@@ -401,6 +401,8 @@ class SandboxPool:
     def _choose_backend(self, kind: str) -> _Worker:
         cfg = self.config
         names = auto_order() if cfg.isolation == "auto" else (cfg.isolation,)
+        if cfg.isolation == "auto" and cfg.require_namespaces:
+            names = tuple(n for n in names if n != "none")
         skipped: dict[str, str] = {}
         for name in names:
             backend = get_isolation(name)
@@ -417,8 +419,14 @@ class SandboxPool:
             skipped[name] = why
             if cfg.isolation != "auto":
                 raise SandboxError(f"isolation {name!r} is not available here: {why}")
-        raise SandboxError("no sandbox backend could start: "
-                           + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+        why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        if cfg.require_namespaces:
+            raise SandboxError(
+                f"no namespace isolation works on this node ({why}), and a run on a cluster "
+                "does not run untrusted programs without it: install bubblewrap in the image "
+                "or allow unprivileged user namespaces in the pod (see cluster/README.md), or "
+                "set sandbox.isolation: none to run them unisolated")
+        raise SandboxError(f"no sandbox backend could start: {why}")
 
     def _worker_config(self, kind: str) -> dict[str, Any]:
         cfg = self.config
