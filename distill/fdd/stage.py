@@ -167,7 +167,7 @@ def llm_new_problems(round_no: int, problems: Sequence[Mapping[str, Any]],
                      out: Path, log: Callable[[str], None] = print
                      ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The new problems of an FDD round written by a language model (``pipeline.fdd.llm``),
-    with their labels (``fdd_label``), and the count of what was set aside by reason.
+    with their labels (below), and the count of what was set aside by reason.
 
     On Ray (initialised by the caller), into ``out``: the teacher writes ``fdd.variants``
     similar problems per hard problem and ``llm.harder`` harder ones per easy problem (the
