@@ -78,6 +78,7 @@ def fdd_round(
     from distill.data.decontam import normalize_question
     from distill.evaluate.stage import predictions
     from distill.refine.stage import relabel_and_retrain, retrain_and_evaluate, sample_on_ray
+    from distill.train.stage import read_example_rows
 
     cfg = pipeline.fdd
     target = pipeline.train.target
@@ -133,7 +134,7 @@ def fdd_round(
         examples_file = out / "examples.parquet"
         if not examples_file.is_file():
             before = (run_dir / f"fdd_{round_no - 1}" if round_no > 1 else run_dir / "sft")
-            write_parquet_once(examples_file, read_examples(before / "examples.parquet")
+            write_parquet_once(examples_file, read_example_rows(before / "examples.parquet")
                                + rationale_examples(new, target, pipeline.sft.max_per_problem),
                                SFT_WRITES)
         trained, report = retrain_and_evaluate(
@@ -261,13 +262,6 @@ def llm_new_problems(round_no: int, problems: Sequence[Mapping[str, Any]],
                     "kept": len(new)})
     write_atomic(out / TEACHER_SUMMARY, json.dumps(figures, indent=1, sort_keys=True))
     return new, dict(rejected)
-
-
-def read_examples(path: Path) -> list[dict[str, Any]]:
-    """The SFT example rows of a Parquet file."""
-    import pyarrow.parquet as pq
-
-    return pq.read_table(str(path)).to_pylist()
 
 
 def rationale_examples(new: Sequence[Mapping[str, Any]], target: str,

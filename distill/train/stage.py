@@ -38,8 +38,8 @@ from distill.train.loop import TRAINER_STATE, train_loop
 from distill.sft.core import STAGE_KEYPOINTS, STAGE_SOLVE
 from distill.train.students import get_student
 
-__all__ = ["NEEDS", "WRITES", "RayContext", "TrainResult", "fit", "scaling_config",
-           "stage_initial_student"]
+__all__ = ["NEEDS", "WRITES", "RayContext", "TrainResult", "fit", "read_example_rows",
+           "scaling_config", "stage_initial_student"]
 
 NEEDS: tuple[str, ...] = tuple(SFT_EXAMPLE_SCHEMA.names)  # what fit reads of each example
 WRITES = None  # checkpoints (save_pretrained folders), no rows another stage reads
@@ -117,7 +117,7 @@ def _is_uri(path: str) -> bool:
     return "://" in path
 
 
-def _read_rows(examples: str | os.PathLike | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def read_example_rows(examples: str | os.PathLike | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The examples as rows; ValueError naming the :data:`NEEDS` columns they lack (a file's
     own columns are checked, even when it has no rows)."""
     if isinstance(examples, (str, os.PathLike)):
@@ -167,7 +167,7 @@ def fit(
     1 CPU per worker. Raises ValueError naming the :data:`NEEDS` columns the examples lack,
     before any Ray work.
     """
-    rows = _read_rows(examples)
+    rows = read_example_rows(examples)
     if not rows:
         raise ValueError("no training examples")
     storage = cfg.checkpointing.storage_path or (str(storage_path) if storage_path else None)
