@@ -26,6 +26,7 @@ SANDBOX = {
     "preload": ["math"], "seccomp": False, "scratch_mb": 33, "fsize_mb": 7, "nofile": 77,
     "nproc": 55, "max_code_chars": 12345, "max_answer_chars": 999, "uid_base": 1_879_048_300,
     "startup_timeout_s": 42.0, "grace_s": 1.5, "light_workers": False, "warmup": False,
+    "require_namespaces": True,
 }
 # every StageResources field, each off its default
 RESOURCES = {"num_cpus": 0.5, "num_gpus": 0.25, "memory_gb": 1.5, "concurrency": 3}
