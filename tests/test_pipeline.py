@@ -145,7 +145,10 @@ def test_a_refinement_round_from_the_reference_run(reference_run, tmp_path) -> N
     from distill.fdd.config import FDDConfig
     from distill.quantities import parse_number
     from distill.refine.config import RefineConfig
+    from distill.evaluate.config import InferenceConfig
+    from distill.evaluate.infer import score_targets
     from distill.sft.core import equation_target
+    from distill.sft.stage import read_rationales, search_equations
     from distill.train.stage import final_student
 
     run = tmp_path / "run"
@@ -153,7 +156,8 @@ def test_a_refinement_round_from_the_reference_run(reference_run, tmp_path) -> N
     # every label with a ranking margin under 100 is doubtful: the pool is not empty; then one
     # FDD round with the perturb teacher
     cfg = small_quickstart().model_copy(update={
-        "refine": RefineConfig(rounds=1, candidates=4, doubtful_margin=100.0, epochs=3),
+        "refine": RefineConfig(rounds=1, candidates=4, doubtful_margin=100.0, epochs=3,
+                               rescore=True),
         "fdd": FDDConfig(rounds=1, samples=2, variants=2, epochs=3)})
     logs: list[str] = []
     manifest = run_pipeline(cfg, run, log=logs.append)
@@ -178,6 +182,27 @@ def test_a_refinement_round_from_the_reference_run(reference_run, tmp_path) -> N
     labels = json.loads((out / "labels.json").read_text())
     for pid, label in chosen.items():
         assert labels[pid] == [label]  # rule: replace
+    # rescore: the middle model ranked the search's matches of the problems the sampling gave
+    # no label, by its likelihood of each (the same numbers it gives them here), and the most
+    # likely became the label
+    rescored = [json.loads(line) for line in (out / "rescored.jsonl").open()]
+    assert summary["rescored"] == len(rescored) > 0
+    middle = final_student(run, refined=False)
+    by_sampling = {r["id"] for r in rows if r["chosen"]}
+    search_labels = search_equations(read_rationales(run / "search" / "rationales"))[0]
+    for r in rescored:  # the label before the round first, then the other matches
+        assert r["id"] not in by_sampling and len(r["candidates"]) >= 2
+        assert r["candidates"][0] == search_labels[r["id"]]
+    sources = [problems[r["id"]]["masked_question"] for r in rescored for _ in r["candidates"]]
+    targets = [equation_target(c, "prefix") for r in rescored for c in r["candidates"]]
+    here = iter(score_targets(str(middle), sources, targets,
+                              InferenceConfig(max_source_length=cfg.train.max_source_length),
+                              cfg.train.max_target_length))
+    for r in rescored:
+        mine = [next(here) for _ in r["candidates"]]
+        assert r["nll"] == pytest.approx(mine, abs=1e-3)
+        assert r["chosen"] == r["candidates"][mine.index(min(mine))]
+        assert labels[r["id"]] == [r["chosen"]]
     examples = pq.read_table(str(out / "examples.parquet")).to_pylist()
     by_problem = {e["problem_id"]: e["target_text"] for e in examples}
     assert len(examples) == len(by_problem) == sum(1 for v in labels.values() if v)
@@ -224,7 +249,8 @@ def test_a_refinement_round_from_the_reference_run(reference_run, tmp_path) -> N
     # yet written): started again, each round keeps what it wrote byte for byte (refine_1 its
     # candidates, labels and examples; fdd_1 its feedback, new problems, labels and
     # examples), resumes training from its checkpoints and completes with the same figures
-    written = {"refine_1": ("candidates.jsonl", "labels.json", "examples.parquet"),
+    written = {"refine_1": ("candidates.jsonl", "rescored.jsonl", "labels.json",
+                            "examples.parquet"),
                "fdd_1": ("feedback.jsonl", "new_problems.jsonl", "labels.json",
                          "examples.parquet")}
     before = {(r, f): (run / r / f).read_bytes() for r, files in written.items() for f in files}
@@ -237,7 +263,8 @@ def test_a_refinement_round_from_the_reference_run(reference_run, tmp_path) -> N
     assert {k: (run / k[0] / k[1]).read_bytes() for k in before} == before
     for r in written:
         assert again["stages"][r]["status"] == "complete"
-    assert again["stages"]["refine_1"]["counts"]["accepted"] == summary["accepted"]
+    assert {k: again["stages"]["refine_1"]["counts"][k] for k in ("accepted", "rescored")} == {
+        k: summary[k] for k in ("accepted", "rescored")}
     assert {k: again["stages"]["fdd_1"]["counts"][k] for k in ("easy", "hard", "generated")} == {
         k: fdd[k] for k in ("easy", "hard", "generated")}
 

@@ -7,6 +7,8 @@
   :func:`load_for_inference`, or a loaded model + tokenizer, used where it is) for a list of
   sources: greedy (``num_samples=1``) or ``k`` samples each (maj@k). Returns one list of
   ``num_samples`` texts per source, in input order. Inputs go to the model's device.
+* :func:`score_targets` -- the student's negative log-likelihood of given targets (how
+  refinement's middle model ranks a problem's candidate labels).
 * :func:`generate_kpdd` -- KPDD's two steps with one student: key points (greedy), then the
   solution(s) from question + key points (same source formats as training).
 * :func:`equation_answer` -- an equation-target output (prefix or infix over ``N0``, ``N1``
@@ -53,6 +55,7 @@ from distill.train.students import load_student
 
 __all__ = [
     "StudentPredictor",
+    "TargetScorer",
     "equation_answer",
     "equation_over_numbers",
     "generate",
@@ -60,6 +63,7 @@ __all__ = [
     "grammars_for",
     "load_for_inference",
     "prediction_rows",
+    "score_targets",
 ]
 
 ERROR_UNPARSABLE = "unparsable"
@@ -170,6 +174,58 @@ def generate(
             texts = tokenizer.batch_decode(gen, skip_special_tokens=True)
             for row, i in enumerate(idx):
                 out[i] = [t.strip() for t in texts[row * k: (row + 1) * k]]
+    return out
+
+
+def score_targets(
+    student: str | os.PathLike | tuple[Any, Any],
+    sources: Sequence[str],
+    targets: Sequence[str],
+    config: InferenceConfig | None = None,
+    max_target_length: int = 64,
+) -> list[float]:
+    """The student's negative log-likelihood of each ``targets[i]`` given ``sources[i]``
+    (teacher-forced, summed over the target's tokens -- eos included -- or a tree's symbols),
+    encoded exactly as training encodes an example (:func:`distill.train.collate.encode_examples`
+    with ``config.max_source_length`` and ``max_target_length``). ``inf`` where the student
+    cannot write the target (a tree student: not one tree over the question's quantities).
+    Pairs are batched by length, ``config.batch_size`` at a time; the result is in input order."""
+    import torch
+
+    from distill.train.collate import IGNORE_INDEX, collate, encode_examples
+
+    config = config or InferenceConfig()
+    if len(sources) != len(targets):
+        raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
+    model, tokenizer = _as_student(student, config)
+    model.eval()
+    device = next(model.parameters()).device
+    encoder_decoder = bool(model.config.is_encoder_decoder)
+    examples = encode_examples(tokenizer, sources, targets, encoder_decoder,
+                               config.max_source_length, max_target_length)
+    order = sorted(range(len(examples)),
+                   key=lambda i: len(examples[i].prompt) + len(examples[i].target))
+    out = [float("inf")] * len(examples)
+    with torch.no_grad():
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start: start + config.batch_size]
+            batch = collate([examples[i] for i in idx], tokenizer.pad_token_id, encoder_decoder)
+            ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+            labels = batch["labels"].to(device)
+            if hasattr(model, "target_nll"):  # a tree student scores its trees itself
+                nll, symbols = model.target_nll(ids, mask, labels)
+                scores = nll.masked_fill(symbols.eq(0), float("inf"))
+            else:
+                logits = model(input_ids=ids, attention_mask=mask,
+                               labels=labels if encoder_decoder else None).logits.float()
+                if not encoder_decoder:  # position t predicts token t + 1
+                    logits, labels = logits[:, :-1], labels[:, 1:]
+                keep = labels.ne(IGNORE_INDEX)
+                picked = torch.log_softmax(logits, -1).gather(
+                    -1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+                scores = -(picked * keep).sum(-1)
+            for row, i in enumerate(idx):
+                out[i] = float(scores[row])
     return out
 
 
@@ -337,4 +393,24 @@ class StudentPredictor:
                 problems = [{"quantities": list(q)} for q in batch["quantities"]]
                 grammars = grammars_for(self.target, problems, self.config)
             batch[self.output_column] = generate(self.student, sources, self.config, grammars)
+        return batch
+
+
+class TargetScorer:
+    """Ray Data UDF: adds ``nll`` (:func:`score_targets` of ``target`` given ``source``) to
+    each row. The student is loaded once, in ``__init__``, placed as by
+    :func:`load_for_inference`."""
+
+    def __init__(self, student_dir: str, config: InferenceConfig | Mapping[str, Any] | None = None,
+                 max_target_length: int = 64):
+        self.config = InferenceConfig.model_validate(config or {}) if not isinstance(
+            config, InferenceConfig) else config
+        self.student = load_for_inference(student_dir, self.config)
+        self.max_target_length = max_target_length
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        batch = dict(batch)
+        batch["nll"] = score_targets(self.student, [str(s) for s in batch["source"]],
+                                     [str(t) for t in batch["target"]], self.config,
+                                     self.max_target_length)
         return batch

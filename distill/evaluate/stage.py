@@ -37,7 +37,8 @@ from distill.resources import StageResources, resources_or_default
 if TYPE_CHECKING:
     from distill.sandbox import SandboxConfig
 
-__all__ = ["NEEDS", "WRITES", "evaluate_student", "generate_on_ray", "predictions"]
+__all__ = ["NEEDS", "WRITES", "evaluate_student", "generate_on_ray", "predictions",
+           "score_on_ray"]
 
 # the Problem columns evaluate_student reads (``dataset`` it sets itself: the set's label;
 # ``answer_raw`` is preferred as the gold when present)
@@ -71,6 +72,34 @@ def generate_on_ray(student_dir: str, rows: list[dict[str, Any]], target: str,
     for row in out.iter_rows():
         outputs[int(row["_order"])] = [str(t) for t in row["outputs"]]
     return outputs
+
+
+def score_on_ray(student_dir: str, pairs: Sequence[tuple[str, str]], config: EvaluateConfig,
+                 max_target_length: int, resources: StageResources | None) -> list[float]:
+    """The student's negative log-likelihood of each ``(source, target)`` pair
+    (:func:`~distill.evaluate.infer.score_targets`; ``inf``: it cannot write the target), in
+    order, from an actor pool like :func:`generate_on_ray`'s."""
+    import ray.data
+
+    from distill.evaluate.infer import TargetScorer
+
+    if not pairs:
+        return []
+    res = resources_or_default(resources)
+    batch = config.inference.batch_size
+    workers = res.pool_size(cap=math.ceil(len(pairs) / batch))
+    items = [{"_order": i, "source": s, "target": t} for i, (s, t) in enumerate(pairs)]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * workers)))
+    out = ds.map_batches(
+        TargetScorer,
+        fn_constructor_kwargs={"student_dir": student_dir,
+                               "config": config.inference.model_dump(mode="json"),
+                               "max_target_length": max_target_length},
+        batch_size=batch, batch_format="pandas", **res.map_batches_args(workers))
+    scores = [math.inf] * len(pairs)
+    for row in out.iter_rows():
+        scores[int(row["_order"])] = float(row["nll"])
+    return scores
 
 
 def predictions(rows: Sequence[Mapping[str, Any]], outputs: Sequence[Sequence[str]], target: str,

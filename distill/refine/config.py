@@ -32,6 +32,10 @@ class RefineConfig(StrictModel):
         "match beats the second's by less than this (None: not used).")
     doubtful_unused: bool = Field(True, description="A search label that leaves one of the "
                                   "problem's quantities unused is doubtful.")
+    rescore: bool = Field(
+        False, description="The middle model also ranks each problem's search matches (the "
+        "search's correct rows, its current label among them) by its likelihood, and the "
+        "most likely becomes the label (a hard-EM step); a label the sampling accepted stands.")
     rule: Literal["replace", "add"] = Field(
         "replace", description="What an accepted label does to a problem's label: replace it, "
         "or add a second training example beside it.")

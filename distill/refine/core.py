@@ -9,6 +9,9 @@
   the evaluation's own reading and grading), with how often each was sampled.
 * :func:`choose_label` -- the accepted label kept (most sampled; ties: fewer operators, then
   text order) when it reaches ``min_votes``.
+* :func:`rescore_candidates`, :func:`most_likely` -- with ``rescore``: the labels the middle
+  model ranks for a problem (its current ones and the search's matches) and the one it finds
+  most likely (the model's scores come from :func:`distill.evaluate.infer.score_targets`).
 * :func:`merge_labels` -- labels after a round, by ``rule`` (replace or add).
 * :func:`same_function` -- whether two labels are the same function of the quantities (at
   random points): how a new label is compared with the gold equation where one exists.
@@ -19,6 +22,7 @@ labels are a list (one, or two with ``rule: add``).
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from fractions import Fraction
@@ -38,7 +42,8 @@ from distill.records import meta_of
 from distill.refine.config import RefineConfig
 
 __all__ = ["accepted_labels", "choose_label", "doubtful_reasons", "failure_pool",
-           "label_of_output", "merge_labels", "same_function"]
+           "label_of_output", "merge_labels", "most_likely", "rescore_candidates",
+           "same_function"]
 
 UNLABELLED = "unlabelled"
 
@@ -114,6 +119,27 @@ def accepted_labels(outputs: Sequence[str], problem: Mapping[str, Any],
         if label is not None:
             votes[label] += 1
     return votes
+
+
+def rescore_candidates(current: Sequence[str], rationales: Sequence[Mapping[str, Any]]
+                       ) -> list[str]:
+    """The labels the middle model ranks for one problem: its ``current`` labels, then the
+    masked equations of the search's correct rows in rank order (``sample_idx``), each once;
+    [] when there are fewer than two (nothing to choose)."""
+    ranked = sorted((r for r in rationales
+                     if r.get("verdict") == "correct" and r.get("masked_equation")),
+                    key=lambda r: r["sample_idx"])
+    out = list(dict.fromkeys([*current, *(r["masked_equation"] for r in ranked)]))
+    return out if len(out) > 1 else []
+
+
+def most_likely(candidates: Sequence[str], nll: Sequence[float]) -> str | None:
+    """The candidate with the lowest negative log-likelihood (the first on a tie), or None
+    when the model can write none of them (every nll infinite)."""
+    if len(candidates) != len(nll):
+        raise ValueError(f"{len(nll)} scores for {len(candidates)} candidates")
+    best = min(range(len(nll)), key=lambda i: (nll[i], i), default=None)
+    return None if best is None or math.isinf(nll[best]) else candidates[best]
 
 
 def _ops(label: str) -> int:

@@ -8,6 +8,9 @@ Layout of a round's folder (``<run>/refine_<r>/``)::
 
     candidates.jsonl    one row per pool problem: id, why it is in the pool, the k outputs,
                         votes of the accepted labels, the label chosen (or null), the old labels
+    rescored.jsonl      with ``rescore``: one row per problem the middle model ranked (several
+                        search matches, no label accepted by sampling): id, the candidates,
+                        their nll, the label chosen (or null)
     labels.json         problem id -> labels after the round (the next round starts from it)
     examples.parquet    the SFT examples the student is retrained on
     train/              Ray Train checkpoints; result.json names the final one
@@ -23,6 +26,7 @@ Contract: :data:`NEEDS` (the Problem columns of the training problems).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -35,11 +39,13 @@ from distill.refine.core import (
     choose_label,
     failure_pool,
     merge_labels,
+    most_likely,
+    rescore_candidates,
     same_function,
 )
 
-__all__ = ["NEEDS", "refine_round", "relabel_and_retrain", "retrain_and_evaluate", "retrain_config",
-           "sample_on_ray"]
+__all__ = ["NEEDS", "refine_round", "relabel_and_retrain", "rescore_on_ray", "retrain_and_evaluate",
+           "retrain_config", "sample_on_ray"]
 
 NEEDS: tuple[str, ...] = ("id", "masked_question", "quantities", "answer", "lang")
 
@@ -69,6 +75,34 @@ def sample_on_ray(student: str | Path, rows: Sequence[Mapping[str, Any]], k: int
     return generate_on_ray(str(student), list(rows), pipeline.train.target,
                            EvaluateConfig(inference=inference),
                            pipeline.ray.for_stage("evaluate"))
+
+
+def rescore_on_ray(student: str | Path, problems: Sequence[Mapping[str, Any]],
+                   candidates: Mapping[str, Sequence[str]], *, pipeline: Any
+                   ) -> dict[str, list[float]]:
+    """Problem id -> the negative log-likelihood ``student`` gives each of its ``candidates``
+    (labels), each encoded as the training example it would become (``inf``: no example, or
+    one the student cannot write). Scored in the evaluation's actor pool, with the training's
+    source and target lengths."""
+    from distill.evaluate.config import EvaluateConfig
+    from distill.evaluate.stage import score_on_ray
+    from distill.sft.core import build_sft_examples
+
+    train = pipeline.train
+    wanted = [p for p in problems if p["id"] in candidates]
+    pairs: list[tuple[str, str]] = []
+    where: dict[tuple[str, int], int] = {}
+    for i in range(max((len(c) for c in candidates.values()), default=0)):
+        layer = {pid: c[i] for pid, c in candidates.items() if len(c) > i}
+        for row in build_sft_examples(wanted, train.target, equations=layer).rows:
+            where[(row["problem_id"], i)] = len(pairs)
+            pairs.append((row["source_text"], row["target_text"]))
+    inference = pipeline.evaluate.inference.model_copy(
+        update={"max_source_length": train.max_source_length})
+    scores = score_on_ray(str(student), pairs, EvaluateConfig(inference=inference),
+                          train.max_target_length, pipeline.ray.for_stage("evaluate"))
+    return {pid: [scores[where[(pid, i)]] if (pid, i) in where else math.inf
+                  for i in range(len(c))] for pid, c in candidates.items()}
 
 
 def retrain_config(train: Any, round_name: str, epochs: int | None,
@@ -192,8 +226,31 @@ def refine_round(
                          "old": list(labels.get(p["id"], []))})
         write_jsonl(cand_file, rows)
 
-    # 2. the labels after the round
     chosen = {r["id"]: r["chosen"] for r in rows if r["chosen"]}
+
+    # 1b. the middle model ranks the search's matches of the other problems (written once)
+    rescored: list[dict[str, Any]] = []
+    if cfg.rescore:
+        rescore_file = out / "rescored.jsonl"
+        if rescore_file.is_file():
+            rescored = read_jsonl(rescore_file)
+        else:
+            matches: dict[str, list[Mapping[str, Any]]] = {}
+            for r in rationales:
+                matches.setdefault(r["id"], []).append(r)
+            todo = {p["id"]: c for p in problems if p["id"] not in chosen
+                    and (c := rescore_candidates(labels.get(p["id"], []),
+                                                 matches.get(p["id"], [])))}
+            log(f"[refine_{round_no}] the middle model ranks the matches of {len(todo)} "
+                f"problems ({sum(map(len, todo.values()))} labels)")
+            scores = rescore_on_ray(middle_model, problems, todo, pipeline=pipeline)
+            rescored = [{"id": pid, "candidates": c,  # nll null: the model cannot write it
+                         "nll": [None if math.isinf(x) else round(x, 4) for x in scores[pid]],
+                         "chosen": most_likely(c, scores[pid])} for pid, c in todo.items()]
+            write_jsonl(rescore_file, rescored)
+        chosen.update({r["id"]: r["chosen"] for r in rescored if r["chosen"]})
+
+    # 2. the labels after the round
     new_labels, changed = merge_labels(labels, chosen, cfg.rule)
 
     # 3. retrain on the new labels (resumes from its checkpoints), then evaluate
@@ -203,20 +260,34 @@ def refine_round(
         start_from=middle_model if cfg.start == "last" else None)
 
     # 4. the round's figures
-    gold = _gold_labels([by_id[pid] for pid in chosen], pipeline.data.constants)
+    gold = _gold_labels([by_id[pid] for pid in {*chosen, *labels, *new_labels}
+                         if pid in by_id], pipeline.data.constants)
     compared = [pid for pid in chosen if pid in gold]
     reasons = Counter(why for r in rows for why in r["pool"])
+
+    def gold_equivalent(pid: str, label: str) -> bool:
+        return same_function(label, gold[pid], len(by_id[pid]["quantities"]))
+
+    def labels_gold_equivalent(mapping: Mapping[str, Sequence[str]]) -> int:
+        return sum(gold_equivalent(pid, ls[0]) for pid, ls in mapping.items()
+                   if ls and pid in gold)
+
     summary = {
         "round": round_no,
         "pool": len(rows), "pool_reasons": dict(reasons),
         "candidates_tried": sum(len(r["outputs"]) for r in rows),
-        "accepted": len(chosen),
+        "accepted": sum(1 for r in rows if r["chosen"]),
+        "rescored": len(rescored),
+        "rescored_chosen_other": sum(
+            1 for r in rescored if r["chosen"] and r["chosen"] != r["candidates"][0]),
         "labels_changed": changed,
         "labelled_problems": sum(1 for v in new_labels.values() if v),
         "new_labels_with_gold": len(compared),
-        "new_labels_gold_equivalent": sum(
-            same_function(chosen[pid], gold[pid], len(by_id[pid]["quantities"]))
-            for pid in compared),
+        "new_labels_gold_equivalent": sum(gold_equivalent(pid, chosen[pid]) for pid in compared),
+        # the first label of every labelled problem with a gold equation, before and after
+        "labels_with_gold": sum(1 for pid, ls in new_labels.items() if ls and pid in gold),
+        "labels_gold_equivalent_before": labels_gold_equivalent(labels),
+        "labels_gold_equivalent_after": labels_gold_equivalent(new_labels),
         "accuracy": report["accuracy"], "correct": report["correct"], "n": report["n"],
         "per_dataset": report["per_dataset"],
         "checkpoint_dir": trained["checkpoint_dir"], "final_loss": trained["final_loss"],

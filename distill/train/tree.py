@@ -417,15 +417,15 @@ class TreeModel(PreTrainedModel):
         has_x = self.unknown_class is not None and self.unknown_class in symbols
         return has_x == equation
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, **unused: Any) -> Seq2SeqLMOutput:
-        """Teacher-forced cross-entropy of the target trees (mean over symbols)."""
-        if labels is None:
-            raise ValueError("the tree student's forward needs labels (use generate to decode)")
+    def target_nll(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                   labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced negative log-likelihood of each row's target tree: ``(nll [B],
+        symbols [B])``, the sum over the row's symbols and how many there are. A row whose
+        target is not one tree the decoder could write (:meth:`_classes`), or uses a leaf its
+        question lacks (a truncated question), has 0 symbols and 0 nll."""
         enc = self._encode(input_ids, attention_mask)
         problem = enc.problem
         targets = self._classes(labels)
-        # a row whose target uses a leaf its question lacks (a truncated question) has no loss
         n_leaves = self.n_ops + enc.allowed.size(1)
         leaf_ok = torch.cat([enc.allowed.new_ones(targets.size(0), self.n_ops), enc.allowed,
                              enc.allowed.new_zeros(targets.size(0), 1)], 1)
@@ -437,7 +437,7 @@ class TreeModel(PreTrainedModel):
         batch = input_ids.size(0)
         goal_stacks = [[problem[b]] for b in range(batch)]
         open_stacks: list[list[_Open]] = [[] for _ in range(batch)]
-        losses = []
+        nll = problem.new_zeros(batch)
         for t in range(targets.size(1)):
             goals = torch.stack([s[-1] if s else problem.new_zeros(problem.size(-1))
                                  for s in goal_stacks])
@@ -447,10 +447,19 @@ class TreeModel(PreTrainedModel):
             step = targets[:, t]
             valid = step.ge(0)
             if valid.any():
-                losses.append(nn.functional.cross_entropy(logits[valid], step[valid], reduction="sum"))
+                rows = valid.nonzero().squeeze(1)
+                nll = nll.index_add(0, rows, nn.functional.cross_entropy(
+                    logits[valid], step[valid], reduction="none"))
             self._step(step.tolist(), goal_stacks, open_stacks, node, context, enc.candidates)
-        n = targets.ge(0).sum().clamp(min=1)
-        loss = torch.stack(losses).sum() / n if losses else problem.sum() * 0.0
+        return nll, targets.ge(0).sum(1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, **unused: Any) -> Seq2SeqLMOutput:
+        """Teacher-forced cross-entropy of the target trees (mean over symbols)."""
+        if labels is None:
+            raise ValueError("the tree student's forward needs labels (use generate to decode)")
+        nll, symbols = self.target_nll(input_ids, attention_mask, labels)
+        loss = nll.sum() / symbols.sum().clamp(min=1)
         # every parameter takes part in every step's graph (DDP needs that even for a batch of
         # single-leaf targets, which never reach the child and merge layers)
         loss = loss + 0.0 * sum(p.sum() for p in self.parameters())
