@@ -74,8 +74,16 @@ def run_report(run_dir: str | Path) -> tuple[str, list[tuple[str, float]]]:
         for s in rounds:
             lines += ["", f"### Round {s['round']}", "",
                       f"Failure pool {s['pool']} ({', '.join(f'{k} {v}' for k, v in s['pool_reasons'].items()) or 'empty'}); "
-                      f"{s['accepted']} accepted, {s['labels_changed']} labels changed, "
-                      f"{s['labelled_problems']} problems labelled; accuracy "
+                      f"{s['accepted']} accepted, "
+                      + (f"{s['rescored']} problems rescored by the middle model "
+                         f"({s['rescored_chosen_other']} chose another match), "
+                         if s.get("rescored") else "")
+                      + f"{s['labels_changed']} labels changed, "
+                      f"{s['labelled_problems']} problems labelled; "
+                      + (f"labels equal to the gold equation {s['labels_gold_equivalent_before']}"
+                         f" → {s['labels_gold_equivalent_after']} of {s['labels_with_gold']}; "
+                         if s.get("labels_with_gold") else "")
+                      + "accuracy "
                       f"{_pct(s['accuracy'])} ({s['correct']}/{s['n']}); student "
                       f"`{s['checkpoint_dir']}`; details in `refine_{s['round']}/evaluate/report.md`."]
     fdd = _rounds(run_dir, manifest, "fdd")

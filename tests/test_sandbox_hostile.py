@@ -467,7 +467,8 @@ def run_case(pool: SandboxPool, case: Case, expected, host: Host) -> None:
         res.detail.encode("utf-8")
     # the host is unharmed; nothing the program started is left
     host.assert_unharmed(res.stdout)
-    assert _settled_tree(pool, want=baseline) == baseline, f"{case.name}: processes left behind"
+    assert _settled_tree(pool, want=baseline, wait_s=10.0) == baseline, \
+        f"{case.name}: processes left behind"
     # the next programs on the same workers are served correctly
     if case.follow_up and not never_ran:
         nxt = pool.run(case.follow_up[0])
