@@ -281,9 +281,8 @@ def for_where_it_runs(config: PipelineConfig, environ: Mapping[str, str] | None 
     a sandbox left at isolation 'auto' must isolate (``sandbox.require_namespaces``) --
     untrusted programs never run unisolated on nodes nobody watches unless the config says
     ``isolation: none``. Not part of any stage's key: a run resumed elsewhere keeps its rows."""
-    if config.sandbox.isolation == "auto" and config.ray.joins_a_cluster(environ):
-        return config.model_copy(update={"sandbox": config.sandbox.model_copy(
-            update={"require_namespaces": True})})
+    if config.ray.joins_a_cluster(environ):
+        return config.model_copy(update={"sandbox": config.sandbox.on_a_cluster()})
     return config
 
 
@@ -337,6 +336,30 @@ def stages_for(config: PipelineConfig) -> list[Stage]:
     return stages
 
 
+#: the counts a stage's summary gives for the rows it read and the rows it wrote (its metrics)
+_ROWS_IN_OUT: dict[str, tuple[str, str]] = {
+    "data": ("loaded", "train_rows"), "search": ("problems", "solved"),
+    "generate": ("rows", "correct"), "sft": ("problems", "examples"), "evaluate": ("n", "n"),
+    "refine": ("pool", "accepted"), "fdd": ("problems", "generated")}
+
+
+def _record_stage_metrics(name: str, counts: Mapping[str, Any], seconds: float) -> None:
+    """A finished stage's rows in / out, rows per second and wall time
+    (:mod:`distill.metrics`)."""
+    from distill.metrics import record
+
+    def total(value: Any) -> int:  # a count, or a count per dataset
+        return sum(value.values()) if isinstance(value, Mapping) else int(value or 0)
+
+    kind = name.split("_")[0]
+    record("stage_seconds", seconds, stage=name)
+    if kind in _ROWS_IN_OUT:
+        rows_in, rows_out = (total(counts.get(k)) for k in _ROWS_IN_OUT[kind])
+        record("stage_rows", rows_in, stage=name, direction="in")
+        record("stage_rows", rows_out, stage=name, direction="out")
+        record("stage_rows_per_s", rows_out / seconds if seconds > 0 else 0.0, stage=name)
+
+
 def run_pipeline(config: PipelineConfig, run_dir: str | Path | None = None, log: Log = print,
                  until: str | None = None) -> dict[str, Any]:
     """Run every stage not already complete for this config (up to and including ``until``
@@ -385,6 +408,7 @@ def run_pipeline(config: PipelineConfig, run_dir: str | Path | None = None, log:
             {"status": "complete", "seconds": round(time.perf_counter() - t0, 3), "counts": counts}
         )
         _write_manifest(run_dir, manifest)
+        _record_stage_metrics(stage.name, counts, stages[stage.name]["seconds"])
         log(f"[{stage.name}] complete in {stages[stage.name]['seconds']} s")
     from distill.runreport import write_run_report
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,8 +22,8 @@ from distill.configbase import ConfigError, StrictModel
 from serve.config import ServeConfig
 from serve.solver import StudentSpec, first_run_config, resolve_student
 
-__all__ = ["AppArgs", "build", "build_app", "read_serve_config", "serve_config_for",
-           "specs_for"]
+__all__ = ["AppArgs", "build", "build_app", "on_a_cluster", "read_serve_config",
+           "serve_config_for", "specs_for"]
 
 
 class AppArgs(StrictModel):
@@ -33,6 +34,10 @@ class AppArgs(StrictModel):
     serve: ServeConfig | None = Field(None, description="The serving section, inline.")
     config: str | None = Field(None, description="A YAML file with the serving section (its "
                                "top level, or its 'serve:' key).")
+    on_a_cluster: bool = Field(False, description="The replicas run on a cluster's nodes: a "
+                               "program student's sandbox left at isolation 'auto' must "
+                               "isolate (it refuses to start rather than run programs "
+                               "unisolated). The KubeRay RayService sets it.")
 
     @model_validator(mode="after")
     def _one_source(self) -> "AppArgs":
@@ -81,6 +86,21 @@ def specs_for(runs: Sequence[str]) -> list[StudentSpec]:
     return specs
 
 
+def on_a_cluster(specs: Sequence[StudentSpec], config: ServeConfig
+                 ) -> tuple[list[StudentSpec], ServeConfig]:
+    """The students and the serving config for replicas on nodes nobody watches: each
+    student's sandbox (the serving section's, else its run's) made to isolate
+    (:meth:`~distill.sandbox.SandboxConfig.on_a_cluster`)."""
+    from distill.sandbox import SandboxConfig
+
+    def isolating(sandbox: dict[str, Any] | None) -> dict[str, Any]:
+        return SandboxConfig.model_validate(sandbox or {}).on_a_cluster().model_dump(mode="json")
+
+    return ([dataclasses.replace(s, sandbox=isolating(s.sandbox)) for s in specs],
+            config.model_copy(update={"sandbox": config.sandbox.on_a_cluster()})
+            if config.sandbox is not None else config)
+
+
 def build(specs: Sequence[StudentSpec], config: ServeConfig):
     """The application: a gateway bound to one student deployment per spec."""
     from serve.deployments import Gateway, StudentServer
@@ -98,4 +118,7 @@ def build_app(args: dict[str, Any]):
     """The builder for ``serve run`` / ``serve deploy`` (``import_path: serve.app:build_app``)."""
     parsed = AppArgs.model_validate(args)
     config = parsed.serve or serve_config_for(parsed.runs, parsed.config)
-    return build(specs_for(parsed.runs), config)
+    specs = specs_for(parsed.runs)
+    if parsed.on_a_cluster:
+        specs, config = on_a_cluster(specs, config)
+    return build(specs, config)

@@ -52,7 +52,7 @@ def serve_command(
 ) -> None:
     """Serve trained students over HTTP (Ray Serve) until Ctrl-C or SIGTERM."""
     from distill.configbase import ConfigError
-    from serve.app import build, specs_for
+    from serve.app import build, on_a_cluster, specs_for
     from serve.solver import first_run_config
 
     options = {"host": host, "port": port, "replicas": _replicas(replicas)}
@@ -63,6 +63,8 @@ def serve_command(
         specs = specs_for(runs)
     except ConfigError as e:
         fail(str(e))
+    if configs.ray.joins_a_cluster():  # programs never run unisolated on a cluster's nodes
+        specs, cfg = on_a_cluster(specs, cfg)
     import ray as ray_module
     from ray import serve
 

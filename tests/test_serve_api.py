@@ -447,3 +447,27 @@ def test_the_serving_section_comes_from_the_file_or_the_run(tmp_path: Path) -> N
     only.write_text("prot: 1\n")
     with pytest.raises(ConfigError, match="prot"):
         serve_config_for([str(run)], only)
+
+
+def test_students_served_on_a_cluster_must_isolate_their_programs() -> None:
+    """`mathdistill serve` joining a cluster, and a Serve config with ``on_a_cluster`` (the
+    RayService), make each program student's sandbox refuse to run unisolated; an explicit
+    isolation (``none`` included) is left as the user wrote it."""
+    from serve.app import AppArgs, on_a_cluster
+
+    specs = [StudentSpec(name="auto", checkpoint="c", target="pot", sandbox={"timeout_s": 2.0}),
+             StudentSpec(name="unset", checkpoint="c", target="pot"),
+             StudentSpec(name="none", checkpoint="c", target="pot",
+                         sandbox={"isolation": "none"})]
+    isolated, config = on_a_cluster(specs, ServeConfig())
+    boxes = {s.name: s.sandbox for s in isolated}
+    assert boxes["auto"]["require_namespaces"] and boxes["auto"]["timeout_s"] == 2.0
+    assert boxes["unset"]["require_namespaces"]
+    assert (boxes["none"]["isolation"], boxes["none"]["require_namespaces"]) == ("none", False)
+    assert config.sandbox is None and specs[0].sandbox == {"timeout_s": 2.0}  # copies
+    _, config = on_a_cluster(specs, ServeConfig(sandbox={"workers": 1}))
+    assert config.sandbox.require_namespaces and config.sandbox.workers == 1
+    rayservice = yaml.safe_load((Path(__file__).resolve().parents[1] / "cluster" / "kuberay"
+                                 / "rayservice.yaml").read_text())
+    app = yaml.safe_load(rayservice["spec"]["serveConfigV2"])["applications"][0]
+    assert AppArgs.model_validate(app["args"]).on_a_cluster

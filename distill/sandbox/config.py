@@ -80,3 +80,11 @@ class SandboxConfig(StrictModel):
                                 "interpreter is several times cheaper.")
     warmup: bool = Field(True, description="Run a few sympy calls in each worker before "
                          "forking, so programs do not pay for sympy's lazy imports.")
+
+    def on_a_cluster(self) -> "SandboxConfig":
+        """This config where programs run on nodes nobody watches (a Ray cluster): isolation
+        'auto' must isolate (``require_namespaces``); a named isolation, 'none' included,
+        stays as it is."""
+        if self.isolation != "auto" or self.require_namespaces:
+            return self
+        return self.model_copy(update={"require_namespaces": True})
