@@ -63,6 +63,10 @@ class RayConfig(StrictModel):
         description="Ray runtime_env for jobs: working_dir, pip, env_vars, excludes ...",
     )
     include_dashboard: bool | None = Field(None, description="Start the dashboard locally.")
+    metrics_export_port: int | None = Field(
+        None, ge=1, le=65535, description="The port where a local Ray exports its metrics "
+        "(Prometheus text at /metrics: Ray's and mathdistill's); None: a free one. Ignored "
+        "when joining a cluster (there `ray start --metrics-export-port` decides).")
     resources: dict[str, StageResources] = Field(
         default_factory=dict,
         description="Per-stage resources, keyed by stage name (data, search, generate, "
@@ -77,8 +81,11 @@ class RayConfig(StrictModel):
         kwargs: dict[str, Any] = {"namespace": self.namespace, "ignore_reinit_error": True}
         if self.address not in (None, "local"):
             kwargs["address"] = self.address
-        elif self.num_cpus is not None:
-            kwargs["num_cpus"] = self.num_cpus
+        else:
+            if self.num_cpus is not None:
+                kwargs["num_cpus"] = self.num_cpus
+            if self.metrics_export_port is not None:
+                kwargs["_metrics_export_port"] = self.metrics_export_port
         if self.runtime_env and str(self.address).startswith("ray://"):
             # A Ray Client driver ships its environment itself; a job's comes from
             # `ray job submit --runtime-env-json` (see README), a local Ray needs none.

@@ -31,9 +31,9 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
-from ray.serve.metrics import Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from distill.metrics import record
 from serve import api
 from serve.config import ServeConfig
 from serve.forward import Forwarder, Overloaded
@@ -43,8 +43,6 @@ __all__ = ["Gateway", "StudentServer", "fastapi_app"]
 
 logger = logging.getLogger("ray.serve")
 
-_LATENCY_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000]
-_BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 #: Seconds a client is told to wait after a 503.
 RETRY_AFTER_S = 1
 
@@ -57,25 +55,9 @@ class StudentServer:
         self.spec = StudentSpec.from_json(spec)
         self.config = ServeConfig.model_validate(config)
         model = self.spec.name
-        self._errors = Counter("mathdistill_answer_errors", description="Answers not given, "
-                               "by why (no_answer, timeout, forbidden, unparsable, ...).",
-                               tag_keys=("model", "error"))
-        self._errors.set_default_tags({"model": model})  # (a new dict: Serve adds to it)
-        self._batch = Histogram("mathdistill_batch_size", description="Questions decoded "
-                                "together by one replica.", boundaries=_BATCH_SIZES,
-                                tag_keys=("model",))
-        self._batch.set_default_tags({"model": model})
-        self._solve_ms = Histogram("mathdistill_solve_latency_ms", description="Decoding and "
-                                   "reading one batch, ms.", boundaries=_LATENCY_MS,
-                                   tag_keys=("model",))
-        self._solve_ms.set_default_tags({"model": model})
-        self._sandbox_ms = Histogram("mathdistill_sandbox_ms", description="Running one "
-                                     "batch's programs in the sandbox, ms.",
-                                     boundaries=_LATENCY_MS, tag_keys=("model",))
-        self._sandbox_ms.set_default_tags({"model": model})
         sandbox = self.config.sandbox.model_dump(mode="json") if self.config.sandbox else None
         self.solver = Solver(self.spec, sandbox=sandbox,
-                             on_sandbox_s=lambda s: self._sandbox_ms.observe(s * 1000))
+                             on_sandbox_s=lambda s: record("sandbox_ms", s * 1000, model=model))
         self.solve_batch.set_max_batch_size(self.config.max_batch_size)
         self.solve_batch.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
         self._lock = asyncio.Lock()
@@ -95,11 +77,12 @@ class StudentServer:
     def _solve_now(self, items: list[SolveItem]) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         results = self.solver.solve(items)
-        self._solve_ms.observe((time.perf_counter() - t0) * 1000)
-        self._batch.observe(len(items))
+        model = self.spec.name
+        record("solve_latency_ms", (time.perf_counter() - t0) * 1000, model=model)
+        record("batch_size", len(items), model=model)
         for r in results:
             if r["error"]:
-                self._errors.inc(tags={"error": r["error"]})
+                record("answer_errors", model=model, error=r["error"])
         return results
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
@@ -171,11 +154,6 @@ class Gateway:
         self.config = ServeConfig.model_validate(config)
         self.created = int(time.time())
         self._forwarders: dict[str, Forwarder] = {}
-        self._requests = Counter("mathdistill_requests", description="HTTP requests by model, "
-                                 "route and status.", tag_keys=("model", "route", "status"))
-        self._latency = Histogram("mathdistill_request_latency_ms", description="Time to "
-                                  "answer one HTTP request, ms.", boundaries=_LATENCY_MS,
-                                  tag_keys=("model", "route"))
 
     # ------------------------------------------------------------------ plumbing
     async def _body(self, request: Request) -> Any:
@@ -247,10 +225,9 @@ class Gateway:
                                             (time.perf_counter() - t_ask) * 1000))
         except api.ApiError as err:
             response = _error_response(err)
-        self._requests.inc(tags={"model": model, "route": route,
-                                 "status": str(response.status_code)})
-        self._latency.observe((time.perf_counter() - t0) * 1000,
-                              tags={"model": model, "route": route})
+        record("requests", model=model, route=route, status=response.status_code)
+        record("request_latency_ms", (time.perf_counter() - t0) * 1000, model=model,
+               route=route)
         return response
 
     # ------------------------------------------------------------------ routes

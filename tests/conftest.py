@@ -28,11 +28,13 @@ def fixtures_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """A local Ray cluster for the session (2 CPUs, no dashboard), shut down at the end."""
+    """A local Ray cluster for the session (2 CPUs, no dashboard; metrics exported every
+    second instead of every ten, for tests/metrics_scraper.py), shut down at the end."""
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 namespace="mathdistill-tests")
+                 namespace="mathdistill-tests",
+                 _system_config={"metrics_report_interval_ms": 1000})
     yield ray
     ray.shutdown()
 

@@ -21,6 +21,7 @@ from distill.config import ConfigError, PipelineConfig, dump_config, load_config
 from distill.data.stage import read_problems
 from distill.grading import grade
 from distill.pipeline import run_pipeline
+from metrics_scraper import MetricsScraper
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.ray
@@ -68,15 +69,59 @@ def data_rows(run_dir: Path) -> dict[str, list[tuple]]:
 
 
 @pytest.fixture(scope="module")
-def reference_run(ray_local, tmp_path_factory) -> tuple[Path, dict, list[str]]:
+def reference_run(ray_local, tmp_path_factory) -> tuple[Path, dict, list[str], MetricsScraper]:
+    """The small quickstart run (search teacher), and the metrics Ray exported during it."""
     run_dir = tmp_path_factory.mktemp("pipeline") / "run"
     logs: list[str] = []
-    manifest = run_pipeline(small_quickstart(), run_dir, log=logs.append)
-    return run_dir, manifest, logs
+    with MetricsScraper() as metrics:
+        manifest = run_pipeline(small_quickstart(), run_dir, log=logs.append)
+    return run_dir, manifest, logs, metrics
+
+
+#: the metrics the search-teacher run and the generating-teacher run export between them
+SEARCH_RUN_METRICS = {"stage_rows", "stage_rows_per_s", "stage_seconds", "search_problems",
+                      "search_budget_hits", "search_coverage", "train_loss",
+                      "train_tokens_per_s"}
+GENERATE_RUN_METRICS = {"stage_rows", "stage_rows_per_s", "stage_seconds", "teacher_requests",
+                        "teacher_pass_rate", "sandbox_programs", "sandbox_programs_per_s",
+                        "train_loss", "train_tokens_per_s"}
+
+
+def test_the_two_end_to_end_runs_check_every_pipeline_metric() -> None:
+    from distill.metrics import METRICS
+
+    assert SEARCH_RUN_METRICS | GENERATE_RUN_METRICS == {
+        name for name, m in METRICS.items() if not m.serving}
+
+
+def test_the_run_exports_its_metrics_to_ray(reference_run) -> None:
+    """While the run works, Ray's metrics export shows every stage's rows, the search's
+    problems and coverage and the training's loss -- the numbers the manifest records."""
+    _, manifest, _, metrics = reference_run
+    # search_budget_hits: this run hits no budget, so Ray never exports the counter
+    assert metrics.wait_for(SEARCH_RUN_METRICS - {"search_budget_hits"}) == set()
+    stages = manifest["stages"]
+    search = stages["search"]["counts"]
+    # the last stage's figures are exported a moment after the run returns
+    assert metrics.wait_until(lambda m: all(
+        m.last("stage_seconds", stage=name) == stages[name]["seconds"]
+        for name in ("search", "train", "evaluate")))
+    assert metrics.delta("stage_rows", stage="search", direction="in") == 120
+    assert metrics.delta("stage_rows", stage="search", direction="out") == search["solved"]
+    assert metrics.delta("stage_rows", stage="sft", direction="out") == \
+        stages["sft"]["counts"]["examples"]
+    assert metrics.delta("stage_rows", stage="evaluate", direction="in") == 30
+    assert metrics.delta("search_problems", found="true") == search["solved"]
+    assert metrics.delta("search_problems", found="false") == 120 - search["solved"]
+    assert search["budget_hits"] == 0 and metrics.delta("search_budget_hits") == 0
+    assert metrics.last("search_coverage") == search["coverage"]
+    assert metrics.last("train_loss", run="student") == pytest.approx(
+        stages["train"]["counts"]["final_loss"])
+    assert metrics.last("train_tokens_per_s", run="student") > 0
 
 
 def test_full_run_writes_every_stage_and_a_report(reference_run) -> None:
-    run_dir, manifest, _ = reference_run
+    run_dir, manifest, *_ = reference_run
     assert list(manifest["stages"]) == ["data", "search", "sft", "train", "evaluate"]
     assert all(s["status"] == "complete" for s in manifest["stages"].values())
     on_disk = json.loads((run_dir / "manifest.json").read_text())
@@ -156,9 +201,9 @@ def test_a_refinement_round_from_the_reference_run(reference_run, tmp_path) -> N
     # every label with a ranking margin under 100 is doubtful: the pool is not empty; then one
     # FDD round with the perturb teacher
     cfg = small_quickstart().model_copy(update={
-        "refine": RefineConfig(rounds=1, candidates=4, doubtful_margin=100.0, epochs=3,
+        "refine": RefineConfig(rounds=1, candidates=4, doubtful_margin=100.0, epochs=1,
                                rescore=True),
-        "fdd": FDDConfig(rounds=1, samples=2, variants=2, epochs=3)})
+        "fdd": FDDConfig(rounds=1, samples=2, variants=2, epochs=1)})
     logs: list[str] = []
     manifest = run_pipeline(cfg, run, log=logs.append)
     assert [line.split()[0] for line in logs if "skipped" in line] == [
@@ -349,7 +394,7 @@ KILL_PLANS = {
 @pytest.mark.parametrize("stage", list(KILL_POINTS))
 def test_a_run_killed_mid_stage_finishes_with_the_same_rows(ray_local, reference_run, tmp_path,
                                                             stage) -> None:
-    ref_dir, _, _ = reference_run
+    ref_dir, *_ = reference_run
     plan = KILL_PLANS[stage]
     cfg = small_quickstart(epochs=plan.get("epochs", REFERENCE_EPOCHS))
     config_file = tmp_path / "config.yaml"
@@ -397,7 +442,10 @@ def test_generating_teacher_pot_student_end_to_end(ray_local, tmp_path) -> None:
     from distill.generate.testing import TeacherServer
     from distill.train.stage import final_student
 
+    n = 60  # training problems (the small quickstart's 120 halved: the test's time)
     cfg = small_quickstart(epochs=1)
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={
+        "synthetic": cfg.data.synthetic.model_copy(update={"n_train": n})})})
     answers = {p["question"]: p["answer"] for p in synthetic(cfg.data.synthetic, "train")}
 
     def responder(endpoint: str, body: dict) -> str:
@@ -422,21 +470,22 @@ def test_generating_teacher_pot_student_end_to_end(ray_local, tmp_path) -> None:
                 "generate": teacher, "harder": 0, "label_samples": 2, "min_agreement": 1.0}),
         })
         cfg = PipelineConfig.model_validate(cfg.model_dump())
-        manifest = run_pipeline(cfg, tmp_path / "run", log=lambda s: None)
+        with MetricsScraper() as metrics:
+            manifest = run_pipeline(cfg, tmp_path / "run", log=lambda s: None)
     assert list(manifest["stages"]) == ["data", "generate", "sft", "train", "evaluate", "fdd_1"]
     gen = manifest["stages"]["generate"]["counts"]
-    assert gen["rows"] == gen["correct"] == 120
-    assert manifest["stages"]["sft"]["counts"]["examples"] == 120
+    assert gen["rows"] == gen["correct"] == n
+    assert manifest["stages"]["sft"]["counts"]["examples"] == n
     report = json.loads((tmp_path / "run" / "evaluate" / "report.json").read_text())
     assert report["n"] == 30 and report["target"] == "pot"
     fdd = manifest["stages"]["fdd_1"]["counts"]
     out = tmp_path / "run" / "fdd_1"
     feedback = [json.loads(line) for line in (out / "feedback.jsonl").open()]
-    assert len(feedback) == 120 and fdd["hard"] == sum(not f["easy"] for f in feedback) > 0
+    assert len(feedback) == n and fdd["hard"] == sum(not f["easy"] for f in feedback) > 0
     new = [json.loads(line) for line in (out / "new_problems.jsonl").open()]
     assert fdd["generated"] == len(new) == fdd["teacher"]["kept"] > 0
     examples = pq.read_table(str(out / "examples.parquet")).to_pylist()
-    assert len(examples) == 120 + len(new)
+    assert len(examples) == n + len(new)
     by_problem = {e["problem_id"]: e for e in examples}
     for p in new:  # trained on a solution that gives the answer both samples agreed on
         a, b = (int(q) for q in p["quantities"])
@@ -445,6 +494,21 @@ def test_generating_teacher_pot_student_end_to_end(ray_local, tmp_path) -> None:
         assert by_problem[p["id"]]["source_text"] == p["question"]
     assert final_student(tmp_path / "run") == tmp_path / "run" / fdd["checkpoint_dir"]
     assert json.loads((out / "evaluate" / "report.json").read_text())["target"] == "pot"
+    # Ray's metrics export showed the teacher's generations and every program the sandbox ran:
+    # the teacher's n and its solutions of the new problems (verification), the student's
+    # answers to the 30 test problems twice (evaluations) and to the n training problems
+    # (the round's feedback)
+    assert metrics.wait_for(GENERATE_RUN_METRICS) == set()
+    teacher = [json.loads((tmp_path / "run" / "generate" / "summary.json").read_text())] + [
+        json.loads(f.read_text()) for f in sorted((out / "teacher").glob("*/summary.json"))]
+    assert metrics.delta("teacher_requests", engine="openai", status="ok") == sum(
+        t["rows"] - t["generation_failed"] for t in teacher)
+    labels = json.loads((out / "teacher" / "label" / "summary.json").read_text())
+    programs = n + labels["rows"] + 30 + n + 30
+    assert metrics.wait_until(lambda m: m.delta("sandbox_programs") >= programs)
+    assert metrics.delta("sandbox_programs") == programs
+    assert metrics.last("teacher_pass_rate", strategy="pot") is not None
+    assert metrics.delta("stage_rows", stage="generate", direction="out") == n
 
 
 def test_teacher_and_target_must_fit() -> None:

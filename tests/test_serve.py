@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from metrics_scraper import MetricsScraper  # noqa: E402
 from serve_students import ANSWERS, PROGRAMS, train_program_student  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -104,6 +105,7 @@ class Server:
     proc: subprocess.Popen
     log: Path
     checkpoint: Path
+    metrics_port: int
 
 
 @pytest.fixture(scope="module")
@@ -119,16 +121,18 @@ def server(student, tmp_path_factory):
         "replicas": 2, "num_cpus": 0.5, "max_batch_size": 8, "max_ongoing_requests": 8,
         "max_queued_requests": 8, "request_timeout_s": 60,
         "sandbox": {"timeout_s": 1.0, "workers": 1, "warmup": False}}))
-    port = _free_port()
+    port, metrics_port = _free_port(), _free_port()
+    ray_file = folder / "ray.yaml"
+    ray_file.write_text(yaml.safe_dump({"metrics_export_port": metrics_port}))
     log = folder / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(BIN / "mathdistill"), "serve", f"pot={student}", "--port", str(port),
-             "--config", str(config)],
+             "--config", str(config), "--ray", str(ray_file)],
             cwd=folder, env=_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_healthy(port, proc, log)
-        yield Server(port, proc, log, student)
+        yield Server(port, proc, log, student, metrics_port)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -139,6 +143,30 @@ def server(student, tmp_path_factory):
 
 
 # ------------------------------------------------------------------------------ the routes
+def test_the_server_exports_its_metrics_to_ray(server: Server) -> None:
+    """Ray's metrics export (the port of the `--ray` file) counts each request by model,
+    route and status, each answer not given by why, and times the requests, the batches and
+    the sandbox. (First of the server's tests: no earlier request is still on its way to the
+    export, which Ray refreshes every ten seconds.)"""
+    from distill.metrics import METRICS
+
+    serving = {name for name, m in METRICS.items() if m.serving}
+    with MetricsScraper(port=server.metrics_port, settle_s=0) as metrics:
+        for question in (Q_ADD, Q_MUL, Q_HOSTILE):
+            assert solve(server.port, question).status == 200
+        assert call(server.port, "POST", "/v1/solve", {"question": " "}).status == 400
+        assert metrics.wait_for(serving) == set()
+        # the counters are exported every ten seconds: wait until all four requests are in
+        assert metrics.wait_until(lambda m: m.delta("request_latency_ms") >= 4)
+    assert metrics.delta("requests", model="pot", route="solve", status=200) == 3
+    assert metrics.delta("requests", route="solve", status=400) == 1
+    assert metrics.delta("answer_errors", model="pot", error="forbidden") == 1
+    assert metrics.delta("answer_errors") == 1
+    assert metrics.delta("request_latency_ms", model="pot", route="solve") == 4
+    for name in ("batch_size", "solve_latency_ms", "sandbox_ms"):
+        assert metrics.delta(name, model="pot") >= 1, name  # batches: 1 to 3 questions each
+
+
 def test_every_route_answers(server: Server) -> None:
     port = server.port
     deadline = time.monotonic() + 30  # printed once serve.run returns, right after "healthy"

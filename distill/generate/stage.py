@@ -456,7 +456,9 @@ class VerifyUDF:
              chat: bool | None) -> pa.Table:
         out = rationale_rows(items, calls, self.config, chat=chat,
                              run_programs=self.pool.run_many if self.pool is not None else None)
-        return to_table(out, WRITES)
+        table = to_table(out, WRITES)
+        record_teacher_metrics(table, self.config)
+        return table
 
     def __del__(self) -> None:
         pool = getattr(self, "pool", None)
@@ -482,6 +484,19 @@ def failure_kinds(table: pa.Table) -> list[str | None]:
         failed = next((c.get("error") for c in calls if c.get("error")), None)
         out.append(error_kind(failed))
     return out
+
+
+def record_teacher_metrics(table: pa.Table, config: GenerateConfig) -> None:
+    """A verified batch's generations by status (``ok`` or the error kind) and the share the
+    verifier kept (:mod:`distill.metrics`)."""
+    from distill.metrics import record
+
+    for status, n in Counter(k or "ok" for k in failure_kinds(table)).items():
+        record("teacher_requests", n, engine=config.engine, status=status)
+    if table.num_rows:
+        verdicts = table.column("verdict").to_pylist()
+        record("teacher_pass_rate", verdicts.count("correct") / len(verdicts),
+               strategy=config.strategy)
 
 
 def _counts(table: pa.Table) -> dict[str, Any]:

@@ -44,8 +44,8 @@ from distill.refine.core import (
     same_function,
 )
 
-__all__ = ["NEEDS", "refine_round", "relabel_and_retrain", "rescore_on_ray", "retrain_and_evaluate",
-           "retrain_config", "sample_on_ray"]
+__all__ = ["NEEDS", "refine_round", "relabel_and_retrain", "rescore_on_ray",
+           "retrain_and_evaluate", "retrain_config", "sample_on_ray"]
 
 NEEDS: tuple[str, ...] = ("id", "masked_question", "quantities", "answer", "lang")
 
@@ -226,7 +226,8 @@ def refine_round(
                          "old": list(labels.get(p["id"], []))})
         write_jsonl(cand_file, rows)
 
-    chosen = {r["id"]: r["chosen"] for r in rows if r["chosen"]}
+    sampled = {r["id"]: r["chosen"] for r in rows if r["chosen"]}
+    chosen = dict(sampled)
 
     # 1b. the middle model ranks the search's matches of the other problems (written once)
     rescored: list[dict[str, Any]] = []
@@ -262,7 +263,7 @@ def refine_round(
     # 4. the round's figures
     gold = _gold_labels([by_id[pid] for pid in {*chosen, *labels, *new_labels}
                          if pid in by_id], pipeline.data.constants)
-    compared = [pid for pid in chosen if pid in gold]
+    compared = [pid for pid in sampled if pid in gold]
     reasons = Counter(why for r in rows for why in r["pool"])
 
     def gold_equivalent(pid: str, label: str) -> bool:
@@ -276,14 +277,14 @@ def refine_round(
         "round": round_no,
         "pool": len(rows), "pool_reasons": dict(reasons),
         "candidates_tried": sum(len(r["outputs"]) for r in rows),
-        "accepted": sum(1 for r in rows if r["chosen"]),
+        "accepted": len(sampled),
         "rescored": len(rescored),
         "rescored_chosen_other": sum(
             1 for r in rescored if r["chosen"] and r["chosen"] != r["candidates"][0]),
         "labels_changed": changed,
         "labelled_problems": sum(1 for v in new_labels.values() if v),
         "new_labels_with_gold": len(compared),
-        "new_labels_gold_equivalent": sum(gold_equivalent(pid, chosen[pid]) for pid in compared),
+        "new_labels_gold_equivalent": sum(gold_equivalent(pid, sampled[pid]) for pid in compared),
         # the first label of every labelled problem with a gold equation, before and after
         "labels_with_gold": sum(1 for pid, ls in new_labels.items() if ls and pid in gold),
         "labels_gold_equivalent_before": labels_gold_equivalent(labels),

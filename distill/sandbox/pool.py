@@ -716,12 +716,26 @@ class SandboxPool:
         m = int(memory_mb if memory_mb is not None else self.config.memory_mb)
         if t <= 0 or m <= 0:
             raise ValueError("timeout_s and memory_mb must be positive")
+        t0 = time.perf_counter()
         jobs = [_Job(code, t, m) for code in codes]
         for job in jobs:
             self._queues[self._kind_for(job.code)].put(job)
         for job in jobs:
             job.done.wait()
-        return [job.result for job in jobs]  # type: ignore[misc]
+        results: list[ExecResult] = [job.result for job in jobs]  # type: ignore[misc]
+        _record_metrics(results, time.perf_counter() - t0)
+        return results
+
+
+def _record_metrics(results: Sequence[ExecResult], seconds: float) -> None:
+    """A batch's programs by outcome (``ok`` or the error kind) and its rate
+    (:mod:`distill.metrics`)."""
+    from distill.metrics import record
+
+    for outcome, n in collections.Counter("ok" if r.ok else r.error for r in results).items():
+        record("sandbox_programs", n, outcome=outcome)
+    if results and seconds > 0:
+        record("sandbox_programs_per_s", len(results) / seconds)
 
 
 @atexit.register

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from distill.metrics import record
 from distill.records import RATIONALE_SCHEMA, require_columns, to_table
 from distill.resources import StageResources, resources_or_default
 from distill.search.config import SearchConfig
@@ -82,6 +83,10 @@ class SearchUDF:
             out["template_shares"].append(list(share.templates.values()))
             out["shape_keys"].append(list(share.shapes))
             out["shape_shares"].append(list(share.shapes.values()))
+        found = sum(out["solved"])
+        record("search_problems", found, found="true")
+        record("search_problems", len(rows) - found, found="false")
+        record("search_budget_hits", sum(1 for b in out["budget_hit"] if b))
         return pa.table({
             "id": pa.array(out["id"], pa.string()),
             "result": pa.array(out["result"], pa.binary()),
@@ -218,6 +223,7 @@ def search_dataset(
         "max_ops": config.max_ops,
         "prior_templates": len(prior.templates) if prior else 0,
     }
+    record("search_coverage", summary["coverage"])
     if against_gold:
         summary.update(_gold_summary(ranked))
     if out_dir is not None:

@@ -41,6 +41,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol, Sequence
 
+from distill.metrics import record
 from distill.train.collate import collate, encode_examples, epoch_batches
 from distill.train.config import TrainConfig
 from distill.train.students import load_student
@@ -262,6 +263,12 @@ class _Writer:
             self.w.close()
 
 
+def _record_metrics(metrics: Mapping[str, Any], cfg: TrainConfig) -> None:
+    """Loss and tokens/s of the run (its checkpoint name) for Ray's metrics."""
+    record("train_loss", metrics["loss"], run=cfg.checkpointing.name)
+    record("train_tokens_per_s", metrics["tokens_per_s"], run=cfg.checkpointing.name)
+
+
 def train_loop(
     cfg: TrainConfig,
     init: str,
@@ -374,6 +381,8 @@ def _train_loop(cfg: TrainConfig, init: str, examples: Any, ctx: LoopContext,
                      "lr": scheduler.get_last_lr()[0], "tokens_per_s": toks / elapsed,
                      "tokens_per_s_per_worker": toks / elapsed / world}
                 writer.scalars(m, global_step, "train")
+                if rank == 0:
+                    _record_metrics(m, cfg)
                 ctx.report(m)
                 t_win, win_loss, win_steps, tok_win = time.perf_counter(), 0.0, 0, 0
         elapsed = time.perf_counter() - t_epoch
@@ -383,6 +392,8 @@ def _train_loop(cfg: TrainConfig, init: str, examples: Any, ctx: LoopContext,
                 "tokens_per_s_per_worker": toks / elapsed / world, "epoch_time_s": elapsed}
         history.append(last)
         writer.scalars(last, global_step, "epoch")
+        if rank == 0:
+            _record_metrics(last, cfg)
         _checkpoint(cfg, ctx, base, tokenizer, engine if use_ds else None, optimizer,
                     scheduler, history, last)
     return last
