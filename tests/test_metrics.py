@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,16 +32,24 @@ def test_every_metric_has_a_prometheus_name_a_description_and_tags() -> None:
 
 
 def test_recording_checks_its_tags_and_is_a_no_op_outside_ray() -> None:
-    import ray
-
-    assert not ray.is_initialized()
-    record("stage_rows", 3, stage="search", direction="in")  # nothing to record to: no error
-    record("search_coverage", 0.5)
     with pytest.raises(ValueError, match=r"takes tags \['direction', 'stage'\], got \['stage'\]"):
         record("stage_rows", 3, stage="search")
     with pytest.raises(KeyError):
         record("no_such_metric", 1)
-    assert not ray.is_initialized()  # recording never starts Ray
+    # in a fresh process (this one may hold the test session's Ray): no Ray, nothing happens,
+    # and Ray is neither imported nor started for it
+    script = (
+        "import sys\n"
+        "from distill.metrics import record\n"
+        "record('stage_rows', 3, stage='search', direction='in')\n"
+        "record('search_coverage', 0.5)\n"
+        "assert 'ray' not in sys.modules\n"
+        "import ray\n"
+        "record('train_loss', 1.0, run='student')\n"
+        "assert not ray.is_initialized()\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_local_ray_exports_metrics_on_the_configured_port() -> None:
