@@ -40,10 +40,23 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
+def _parse(source: str, filename: str, attempts: int = 5) -> ast.Module:
+    """``ast.parse``, again when CPython 3.11's parser trips over another thread's parse
+    (``SystemError: AST constructor recursion depth mismatch``, python/cpython#106905: Ray
+    Data's usage poller formats tracebacks, which parses, while a stage key is computed)."""
+    for attempt in range(attempts):
+        try:
+            return ast.parse(source, filename=filename)
+        except SystemError as e:
+            if "recursion depth mismatch" not in str(e) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _imports_of(path: Path, module: str) -> set[str]:
     """Every ``distill`` module named by an import anywhere in ``path`` (``module`` is its
     dotted name, for relative imports), with the packages above each one."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    tree = _parse(path.read_text(encoding="utf-8"), str(path))
     is_package = path.name == "__init__.py"
     here = module.split(".") if is_package else module.split(".")[:-1]
     names: set[str] = set()

@@ -246,3 +246,27 @@ def test_a_run_on_a_cluster_must_isolate_its_programs_and_keeps_its_stage_keys()
         return out
 
     assert keys(on_cluster) == keys(local)
+
+
+def test_a_parse_another_thread_tripped_is_tried_again(monkeypatch) -> None:
+    """CPython 3.11's parser can fail a parse that races another thread's (a stage key is
+    computed while Ray Data's poller formats a traceback): the key's parse is tried again; any
+    other SystemError is raised."""
+    import ast
+
+    from distill import provenance
+
+    real, calls = ast.parse, []
+
+    def flaky(source, filename="<unknown>"):
+        calls.append(filename)
+        if len(calls) <= 2:
+            raise SystemError("AST constructor recursion depth mismatch (before=33, after=73)")
+        return real(source, filename=filename)
+
+    monkeypatch.setattr(ast, "parse", flaky)
+    assert isinstance(provenance._parse("import distill.records", "f.py"), ast.Module)
+    assert calls == ["f.py"] * 3
+    monkeypatch.setattr(ast, "parse", lambda *a, **k: (_ for _ in ()).throw(SystemError("other")))
+    with pytest.raises(SystemError, match="other"):
+        provenance._parse("x = 1", "g.py")
