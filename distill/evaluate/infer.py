@@ -216,10 +216,13 @@ def score_targets(
                 nll, symbols = model.target_nll(ids, mask, labels)
                 scores = nll.masked_fill(symbols.eq(0), float("inf"))
             else:
-                logits = model(input_ids=ids, attention_mask=mask,
-                               labels=labels if encoder_decoder else None).logits.float()
-                if not encoder_decoder:  # position t predicts token t + 1
-                    logits, labels = logits[:, :-1], labels[:, 1:]
+                if encoder_decoder:  # the decoder reads the labels shifted right; no loss
+                    logits = model(input_ids=ids, attention_mask=mask,
+                                   decoder_input_ids=model.prepare_decoder_input_ids_from_labels(
+                                       labels=labels)).logits.float()
+                else:  # position t predicts token t + 1
+                    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                    labels = labels[:, 1:]
                 keep = labels.ne(IGNORE_INDEX)
                 picked = torch.log_softmax(logits, -1).gather(
                     -1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
@@ -362,6 +365,15 @@ def source_column(target: str) -> str:
     return "masked_question" if target.startswith("equation_") else "question"
 
 
+def _loaded(student_dir: str, config: InferenceConfig | Mapping[str, Any] | None
+            ) -> tuple[InferenceConfig, tuple[Any, Any]]:
+    """A Ray Data UDF's inference config (a model, a mapping or None) and its student, loaded
+    once by :func:`load_for_inference`."""
+    cfg = config if isinstance(config, InferenceConfig) else \
+        InferenceConfig.model_validate(config or {})
+    return cfg, load_for_inference(student_dir, cfg)
+
+
 class StudentPredictor:
     """Ray Data UDF: adds ``output_column`` (a list of ``num_samples`` texts per row)
     generated from ``source_column``. The student is loaded once, in ``__init__``. With
@@ -372,9 +384,7 @@ class StudentPredictor:
     def __init__(self, student_dir: str, config: InferenceConfig | Mapping[str, Any] | None = None,
                  source_column: str = "masked_question", output_column: str = "outputs",
                  kpdd: bool = False, target: str | None = None):
-        self.config = InferenceConfig.model_validate(config or {}) if not isinstance(
-            config, InferenceConfig) else config
-        self.student = load_for_inference(student_dir, self.config)
+        self.config, self.student = _loaded(student_dir, config)
         self.source_column = source_column
         self.output_column = output_column
         self.kpdd = kpdd
@@ -403,9 +413,7 @@ class TargetScorer:
 
     def __init__(self, student_dir: str, config: InferenceConfig | Mapping[str, Any] | None = None,
                  max_target_length: int = 64):
-        self.config = InferenceConfig.model_validate(config or {}) if not isinstance(
-            config, InferenceConfig) else config
-        self.student = load_for_inference(student_dir, self.config)
+        self.config, self.student = _loaded(student_dir, config)
         self.max_target_length = max_target_length
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:

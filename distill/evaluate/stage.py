@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from distill.evaluate.config import EvaluateConfig
 from distill.evaluate.report import score_problems, summarize, write_report
 from distill.records import require_columns
-from distill.evaluate.infer import TARGETS_EVALUATED, StudentPredictor, prediction_rows, source_column
+from distill.evaluate.infer import (
+    TARGETS_EVALUATED,
+    StudentPredictor,
+    TargetScorer,
+    prediction_rows,
+    source_column,
+)
 from distill.resources import StageResources, resources_or_default
 
 if TYPE_CHECKING:
@@ -46,32 +52,39 @@ NEEDS: tuple[str, ...] = ("id", "question", "masked_question", "quantities", "an
 WRITES = None  # predictions.jsonl and the report; no rows another stage reads
 
 
-def generate_on_ray(student_dir: str, rows: list[dict[str, Any]], target: str,
-                     config: EvaluateConfig, resources: StageResources | None) -> list[list[str]]:
-    """Outputs per row (``config.inference.num_samples`` each), in row order, from an actor
-    pool decoding ``student_dir`` (equation students under their grammar)."""
+def _in_order_on_actor_pool(udf: type, constructor_kwargs: Mapping[str, Any],
+                            items: list[dict[str, Any]], batch_size: int,
+                            resources: StageResources | None, column: str) -> list[Any]:
+    """``column`` of each of ``items`` once ``udf`` (a Ray Data UDF class holding a student)
+    ran over them in an actor pool sized by ``resources`` (at most one actor per batch), in
+    item order."""
     import ray.data
 
     res = resources_or_default(resources)
-    workers = res.pool_size(cap=math.ceil(len(rows) / config.batch_size))
-    column = source_column(target)
-    items = [{"_order": i, column: r[column], "quantities": list(r["quantities"])}
-             for i, r in enumerate(rows)]
-    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * workers)))
-    out = ds.map_batches(
-        StudentPredictor,
-        fn_constructor_kwargs={"student_dir": student_dir,
-                               "config": config.inference.model_dump(mode="json"),
-                               "source_column": column, "kpdd": target == "kpdd",
-                               "target": target},
-        batch_size=config.batch_size,
-        batch_format="pandas",
-        **res.map_batches_args(workers),
-    )
-    outputs: list[list[str]] = [[] for _ in rows]
+    workers = res.pool_size(cap=math.ceil(len(items) / batch_size))
+    rows = [{"_order": i, **item} for i, item in enumerate(items)]
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 4 * workers)))
+    out = ds.map_batches(udf, fn_constructor_kwargs=dict(constructor_kwargs),
+                         batch_size=batch_size, batch_format="pandas",
+                         **res.map_batches_args(workers))
+    results: list[Any] = [None] * len(items)
     for row in out.iter_rows():
-        outputs[int(row["_order"])] = [str(t) for t in row["outputs"]]
-    return outputs
+        results[int(row["_order"])] = row[column]
+    return results
+
+
+def generate_on_ray(student_dir: str, rows: list[dict[str, Any]], target: str,
+                    config: EvaluateConfig, resources: StageResources | None) -> list[list[str]]:
+    """Outputs per row (``config.inference.num_samples`` each), in row order, from an actor
+    pool decoding ``student_dir`` (equation students under their grammar)."""
+    column = source_column(target)
+    outputs = _in_order_on_actor_pool(
+        StudentPredictor,
+        {"student_dir": student_dir, "config": config.inference.model_dump(mode="json"),
+         "source_column": column, "kpdd": target == "kpdd", "target": target},
+        [{column: r[column], "quantities": list(r["quantities"])} for r in rows],
+        config.batch_size, resources, "outputs")
+    return [[str(t) for t in texts or ()] for texts in outputs]
 
 
 def score_on_ray(student_dir: str, pairs: Sequence[tuple[str, str]], config: EvaluateConfig,
@@ -79,27 +92,15 @@ def score_on_ray(student_dir: str, pairs: Sequence[tuple[str, str]], config: Eva
     """The student's negative log-likelihood of each ``(source, target)`` pair
     (:func:`~distill.evaluate.infer.score_targets`; ``inf``: it cannot write the target), in
     order, from an actor pool like :func:`generate_on_ray`'s."""
-    import ray.data
-
-    from distill.evaluate.infer import TargetScorer
-
     if not pairs:
         return []
-    res = resources_or_default(resources)
-    batch = config.inference.batch_size
-    workers = res.pool_size(cap=math.ceil(len(pairs) / batch))
-    items = [{"_order": i, "source": s, "target": t} for i, (s, t) in enumerate(pairs)]
-    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * workers)))
-    out = ds.map_batches(
+    scores = _in_order_on_actor_pool(
         TargetScorer,
-        fn_constructor_kwargs={"student_dir": student_dir,
-                               "config": config.inference.model_dump(mode="json"),
-                               "max_target_length": max_target_length},
-        batch_size=batch, batch_format="pandas", **res.map_batches_args(workers))
-    scores = [math.inf] * len(pairs)
-    for row in out.iter_rows():
-        scores[int(row["_order"])] = float(row["nll"])
-    return scores
+        {"student_dir": student_dir, "config": config.inference.model_dump(mode="json"),
+         "max_target_length": max_target_length},
+        [{"source": s, "target": t} for s, t in pairs],
+        config.inference.batch_size, resources, "nll")
+    return [math.inf if x is None else float(x) for x in scores]
 
 
 def predictions(rows: Sequence[Mapping[str, Any]], outputs: Sequence[Sequence[str]], target: str,
