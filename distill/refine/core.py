@@ -48,12 +48,17 @@ __all__ = ["accepted_labels", "choose_label", "doubtful_reasons", "failure_pool"
 UNLABELLED = "unlabelled"
 
 
+def _ranked_matches(rationales: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """A problem's correct search rows, best first (the search's rank is ``sample_idx``)."""
+    return sorted((r for r in rationales if r.get("verdict") == "correct"),
+                  key=lambda r: r["sample_idx"])
+
+
 def doubtful_reasons(rationales: Sequence[Mapping[str, Any]], config: RefineConfig) -> list[str]:
     """Why the label the search gave (its correct rows, ranked by ``sample_idx``) is doubtful:
     ``many_matches``, ``small_margin``, ``unused_quantity``; [] when it is not (or when the
     rows carry no search ranking)."""
-    ranked = sorted((r for r in rationales if r.get("verdict") == "correct"),
-                    key=lambda r: r["sample_idx"])
+    ranked = _ranked_matches(rationales)
     if not ranked:
         return []
     best = meta_of(ranked[0])
@@ -126,10 +131,9 @@ def rescore_candidates(current: Sequence[str], rationales: Sequence[Mapping[str,
     """The labels the middle model ranks for one problem: its ``current`` labels, then the
     masked equations of the search's correct rows in rank order (``sample_idx``), each once;
     [] when there are fewer than two (nothing to choose)."""
-    ranked = sorted((r for r in rationales
-                     if r.get("verdict") == "correct" and r.get("masked_equation")),
-                    key=lambda r: r["sample_idx"])
-    out = list(dict.fromkeys([*current, *(r["masked_equation"] for r in ranked)]))
+    matches = [r["masked_equation"] for r in _ranked_matches(rationales)
+               if r.get("masked_equation")]
+    out = list(dict.fromkeys([*current, *matches]))
     return out if len(out) > 1 else []
 
 

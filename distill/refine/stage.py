@@ -261,13 +261,16 @@ def refine_round(
         start_from=middle_model if cfg.start == "last" else None)
 
     # 4. the round's figures
-    gold = _gold_labels([by_id[pid] for pid in {*chosen, *labels, *new_labels}
-                         if pid in by_id], pipeline.data.constants)
+    gold = _gold_labels([by_id[pid] for pid in {*labels, *new_labels} if pid in by_id],
+                        pipeline.data.constants)
     compared = [pid for pid in sampled if pid in gold]
     reasons = Counter(why for r in rows for why in r["pool"])
+    equal: dict[tuple[str, str], bool] = {}  # most labels are the same before and after
 
     def gold_equivalent(pid: str, label: str) -> bool:
-        return same_function(label, gold[pid], len(by_id[pid]["quantities"]))
+        if (pid, label) not in equal:
+            equal[(pid, label)] = same_function(label, gold[pid], len(by_id[pid]["quantities"]))
+        return equal[(pid, label)]
 
     def labels_gold_equivalent(mapping: Mapping[str, Sequence[str]]) -> int:
         return sum(gold_equivalent(pid, ls[0]) for pid, ls in mapping.items()
