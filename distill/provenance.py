@@ -44,13 +44,13 @@ def _parse(source: str, filename: str, attempts: int = 5) -> ast.Module:
     """``ast.parse``, again when CPython 3.11's parser trips over another thread's parse
     (``SystemError: AST constructor recursion depth mismatch``, python/cpython#106905: Ray
     Data's usage poller formats tracebacks, which parses, while a stage key is computed)."""
-    for attempt in range(attempts):
+    for _ in range(attempts - 1):
         try:
             return ast.parse(source, filename=filename)
         except SystemError as e:
-            if "recursion depth mismatch" not in str(e) or attempt == attempts - 1:
+            if "recursion depth mismatch" not in str(e):
                 raise
-    raise AssertionError("unreachable")
+    return ast.parse(source, filename=filename)
 
 
 def _imports_of(path: Path, module: str) -> set[str]:

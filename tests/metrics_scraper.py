@@ -42,8 +42,11 @@ def scrape(port: int) -> dict[Series, float]:
             labels = tuple(sorted((k, v) for k, v in sample.labels.items()
                                   if k in METRICS[name].tags))
             # one series per worker process: counts add up, a gauge keeps the last seen
-            out[(name, labels)] = out.get((name, labels), 0.0) + sample.value \
-                if METRICS[name].kind != "gauge" else sample.value
+            key = (name, labels)
+            if METRICS[name].kind == "gauge":
+                out[key] = sample.value
+            else:
+                out[key] = out.get(key, 0.0) + sample.value
     return out
 
 
