@@ -204,7 +204,7 @@ def config_show(file: Path = typer.Argument(..., help="Pipeline config YAML.")) 
 
 @app.command("report")
 def report(
-    run_dir: Path = typer.Argument(..., help="A run directory."),
+    run_dir: str = typer.Argument(..., help="A run directory (a folder or an s3:// / gs:// URI)."),
 ) -> None:
     """Print a run's report: its stages, its evaluation, a section per refinement round and
     the evaluations made afterwards (also written to RUN_DIR/report.md by `run`)."""
@@ -220,7 +220,9 @@ def report(
 @app.command("run")
 def run(
     config: Path = typer.Argument(..., help="Pipeline config YAML (see configs/)."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Default: runs/<name>."),
+    run_dir: Optional[str] = typer.Option(None, "--run-dir", help="A folder, a shared mount or "
+                                          "an object-store URI (s3://bucket/prefix, gs://…); "
+                                          "default: runs/<name>."),
     until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage (data, "
                                         "search or generate, sft, train, evaluate, "
                                         "refine_1 … refine_R)."),

@@ -147,12 +147,13 @@ def load_stage_configs(config: Path | None, ray: Path | None, section: str,
         merge_mappings,
         validate_config,
     )
+    from distill.storage import run_location
 
     options = {k: v for k, v in (options or {}).items() if v not in (None, {})}
     sandbox: SandboxConfig | None = None
     ray_cfg = RayConfig()
     try:
-        raw = _read_yaml(Path(config)) if config is not None else {}
+        raw = _read_yaml(run_location(config)) if config is not None else {}
         pipeline = config is not None and _is_pipeline_config(raw, stage_model)
         section_data = raw.get(section) if pipeline else raw
         merged = merge_mappings(section_data if isinstance(section_data, dict) else {}, options)

@@ -118,7 +118,9 @@ class PipelineConfig(StrictModel):
     name: str = Field(..., description="Run name; the run directory is runs/<name> by default. "
                       "Letters, digits, '.', '_' and '-' only (no path separators, not '.' "
                       "or '..').")
-    run_dir: str | None = Field(None, description="Where the run writes; default runs/<name>.")
+    run_dir: str | None = Field(None, description="Where the run writes: a folder, a shared "
+                                "mount or an object-store URI (s3://bucket/prefix, gs://…); "
+                                "default $MATHDISTILL_RUNS/<name>, else runs/<name>.")
     seed: int = Field(0, description="Seed of the run: every stage's seed that the config does "
                       "not set itself (data.synthetic.seed, generate.sampling.seed, train.seed, "
                       "evaluate.inference.seed) takes this value.")
@@ -208,14 +210,23 @@ class PipelineConfig(StrictModel):
                     f"{self.fdd.teacher!r}")
         return self
 
-    def resolved_run_dir(self) -> Path:
-        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+    def resolved_run_dir(self, environ: Mapping[str, str] | None = None) -> Any:
+        """Where the run writes: ``run_dir`` (a folder, or an object-store URI as a
+        :class:`distill.storage.RemotePath`), default ``<runs>/<name>`` where ``<runs>`` is
+        ``$MATHDISTILL_RUNS`` (a shared folder or a URI such as ``s3://bucket/runs``: what a
+        cluster's nodes set, so that a job's runs outlive its working directory) or ``runs``."""
+        from distill.storage import run_location
+
+        if self.run_dir:
+            return run_location(self.run_dir)
+        root = (os.environ if environ is None else environ).get("MATHDISTILL_RUNS") or "runs"
+        return run_location(f"{root.rstrip('/')}/{self.name}")
 
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def _read_yaml(path: Path) -> Any:
+def _read_yaml(path: Any) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -280,8 +291,11 @@ def load_config(path: str | Path, model: type[M] = PipelineConfig,  # type: igno
                 patch: Mapping[str, Any] | None = None) -> M:
     """Read a YAML file into ``model``. A ``ray: FILE`` entry is read relative to the file.
     ``patch`` (e.g. a command line's options) is merged over the file's keys before they are
-    validated (:func:`merge_mappings`)."""
-    path = Path(path)
+    validated (:func:`merge_mappings`). ``path`` may be an object-store URI (a run's
+    config.yaml on S3)."""
+    from distill.storage import run_location
+
+    path = run_location(path)
     data = _read_yaml(path)
     if patch:
         data = merge_mappings(data, patch)
@@ -295,10 +309,14 @@ def load_config(path: str | Path, model: type[M] = PipelineConfig,  # type: igno
     return validate_config(data, model, str(path))
 
 
-def dump_config(config: BaseModel, path: str | Path | None = None) -> str:
-    """The config as YAML text (written to ``path`` when given); load_config reads it back."""
+def dump_config(config: BaseModel, path: Any = None) -> str:
+    """The config as YAML text (written to ``path`` -- a local path or an object-store URI --
+    when given); load_config reads it back."""
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text, encoding="utf-8")
+        from distill.storage import run_location
+
+        target = run_location(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
     return text

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,7 @@ from distill.config import ConfigError, PipelineConfig, dump_config
 from distill.sandbox.config import SandboxConfig
 from distill.fileio import write_atomic
 from distill.provenance import code_version, files_fingerprint, git_version
+from distill.storage import is_remote, rmtree, run_location
 
 MANIFEST = "manifest.json"
 RUN_FORMAT = "mathdistill-run/1"
@@ -70,9 +70,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from distill.data.base import DataError
     from distill.generate.engines import TeacherUnavailableError
     from distill.generate.stage import GenerationFailedError, StageMismatchError
+    from distill.storage import StorageError
 
     return (ConfigError, DataError, TeacherUnavailableError, GenerationFailedError,
-            StageMismatchError)
+            StageMismatchError, StorageError)
 
 
 def _hash(obj: Any) -> str:
@@ -174,7 +175,7 @@ def _sft_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> di
 def _train_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
     from distill.train.stage import fit, record_result
 
-    result = fit(config.train, run_dir / "sft" / "examples.parquet", storage_path=out,
+    result = fit(config.train, str(run_dir / "sft" / "examples.parquet"), storage_path=out,
                  resources=config.ray.for_stage("train"), log=log)
     return record_result(result, config.train.epochs, run_dir, out)
 
@@ -370,7 +371,7 @@ def run_pipeline(config: PipelineConfig, run_dir: str | Path | None = None, log:
         if until not in names:
             raise ConfigError(f"until: no stage {until!r} in this run; its stages: {', '.join(names)}")
         plan = plan[: names.index(until) + 1]
-    run_dir = Path(run_dir) if run_dir else config.resolved_run_dir()
+    run_dir = run_location(run_dir if run_dir else config.resolved_run_dir())
     manifest = open_run_dir(run_dir)
     for stage in plan:  # before any work: a folder the manifest does not record is not ours
         if (run_dir / stage.name).exists() and stage.name not in manifest.get("stages", {}):
@@ -386,6 +387,11 @@ def run_pipeline(config: PipelineConfig, run_dir: str | Path | None = None, log:
     dump_config(config, run_dir / "config.yaml")
     config.ray.init_ray()
     config = for_where_it_runs(config)
+    if config.ray.joins_a_cluster() and not is_remote(run_dir) and not run_dir.is_absolute():
+        log(f"warning: the run directory {run_dir} is inside this driver's working directory: "
+            "on a cluster of several nodes, give --run-dir (or MATHDISTILL_RUNS) a folder every "
+            "node mounts or an object-store URI, or the stages' rows land on whichever node "
+            "wrote them and a resubmitted job will not find its run")
     key = ""
     for stage in plan:
         key, version = stage.key(config, key)
@@ -397,7 +403,7 @@ def run_pipeline(config: PipelineConfig, run_dir: str | Path | None = None, log:
         resuming = prev.get("config_hash") == key and stage.resumable
         if out.exists() and not resuming:
             assert stage.name in stages, out  # checked above: only this run's folders go
-            shutil.rmtree(out)  # a killed or outdated attempt of this run: start over
+            rmtree(out)  # a killed or outdated attempt of this run: start over
         log(f"[{stage.name}] {'resuming' if resuming and out.exists() else 'running'}")
         stages[stage.name] = {"status": "running", "config_hash": key, "code_version": version,
                               "git": git_version(), "started": time.time()}

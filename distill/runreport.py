@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from distill.storage import run_location
+
 __all__ = ["run_report", "write_run_report"]
 
 
@@ -41,7 +43,7 @@ def _rounds(run_dir: Path, manifest: dict[str, Any], kind: str) -> list[dict[str
 def run_report(run_dir: str | Path) -> tuple[str, list[tuple[str, float]]]:
     """The run's report (Markdown) and its accuracy by round (label, accuracy) for the plot.
     Raises FileNotFoundError when ``run_dir`` holds no run."""
-    run_dir = Path(run_dir)
+    run_dir = run_location(run_dir)
     manifest = _read(run_dir / "manifest.json")
     if manifest is None:
         raise FileNotFoundError(f"{run_dir}: no run here (manifest.json missing or unreadable)")
@@ -119,7 +121,7 @@ def run_report(run_dir: str | Path) -> tuple[str, list[tuple[str, float]]]:
 def write_run_report(run_dir: str | Path) -> Path:
     """Write ``report.md`` (and, with refinement rounds, ``report_accuracy.png``) into the run
     directory; returns the report's path."""
-    run_dir = Path(run_dir)
+    run_dir = run_location(run_dir)
     text, by_round = run_report(run_dir)
     if len(by_round) > 1:
         import matplotlib
@@ -132,7 +134,8 @@ def write_run_report(run_dir: str | Path) -> Path:
         ax.set_ylabel("accuracy (%)")
         ax.set_title("Accuracy by round")
         fig.tight_layout()
-        fig.savefig(run_dir / "report_accuracy.png", dpi=100)
+        with (run_dir / "report_accuracy.png").open("wb") as f:
+            fig.savefig(f, format="png", dpi=100)
         plt.close(fig)
         text += "\n![accuracy by round](report_accuracy.png)\n"
     path = run_dir / "report.md"

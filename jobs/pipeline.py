@@ -13,14 +13,16 @@ import argparse
 import json
 import sys
 
-from distill.config import ConfigError, load_config
+from distill.config import load_config
 from distill.pipeline import run_pipeline, user_errors
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="Pipeline config YAML.")
-    parser.add_argument("--run-dir", default=None, help="Default: runs/<name> in the working dir.")
+    parser.add_argument("--run-dir", default=None, help="A folder every node mounts or an "
+                        "object-store URI (s3://bucket/prefix); default $MATHDISTILL_RUNS/<name>, "
+                        "else runs/<name> in the job's working dir (lost with it).")
     parser.add_argument("--until", default=None, help="Stop after this stage.")
     args = parser.parse_args(argv)
     try:

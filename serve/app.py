@@ -53,7 +53,9 @@ def read_serve_config(path: str | Path, pipeline: bool = False) -> ServeConfig:
     defaults when it has none."""
     import yaml
 
-    path = Path(path)
+    from distill.storage import run_location
+
+    path = run_location(path)  # a run's config.yaml may sit on an object store
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as e:

@@ -80,3 +80,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server on loopback (moto's), with one bucket (tests/s3_server.py)."""
+    from s3_server import S3Server
+
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture()
+def s3(s3_server, monkeypatch):
+    """``s3_server`` with its AWS_* variables set in this process for the test (pyarrow reads
+    them when a filesystem is made)."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    return s3_server

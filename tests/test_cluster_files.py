@@ -81,6 +81,7 @@ LAUNCHER_RUN_OPTIONS = [
     "-v /mnt/mathdistill/data:/data:ro",
     "-v /mnt/mathdistill/runs:/runs",
     "-e MATHDISTILL_DATA_DIR=/data",
+    "-e MATHDISTILL_RUNS=/runs",
     "-e RAY_AUTH_MODE=token",
     "--security-opt seccomp=unconfined",
     "--security-opt apparmor=unconfined",
@@ -597,7 +598,8 @@ def _runtime_env_problems(env: Any) -> list[str]:
 def test_rayjob_runtime_env_yaml(rel: str) -> None:
     env = yaml.safe_load(_manifest(rel)["spec"]["runtimeEnvYAML"])
     assert _runtime_env_problems(env) == []
-    assert env == {"env_vars": {"MATHDISTILL_DATA_DIR": "/data", "TOKENIZERS_PARALLELISM": "false"}}
+    assert env == {"env_vars": {"MATHDISTILL_DATA_DIR": "/data", "MATHDISTILL_RUNS": "/runs",
+                                "TOKENIZERS_PARALLELISM": "false"}}
 
 
 def test_runtime_env_check_catches_what_ray_lets_through() -> None:

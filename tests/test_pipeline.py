@@ -428,6 +428,48 @@ def test_a_run_killed_mid_stage_finishes_with_the_same_rows(ray_local, reference
         assert report["student"] == str(run_dir / "train" / "student" / "epoch_0012")
 
 
+def test_a_run_on_s3_killed_in_training_resumes_there_with_the_same_rows(
+        ray_local, reference_run, s3, tmp_path) -> None:
+    """A run directory on an object store (moto's S3 server on loopback): every stage reads and
+    writes there, a driver killed (SIGKILL) after the first epoch's checkpoint reached S3 is
+    started again and resumes training from it, and the run ends with the rows of the local
+    reference run. The drivers join the tests' Ray as a submitted job does, the job's
+    runtime_env giving every worker the storage's environment."""
+    from distill.runreport import run_report
+    from distill.storage import run_location
+
+    ref_dir, *_ = reference_run
+    config_file = tmp_path / "config.yaml"
+    dump_config(small_quickstart(epochs=2), config_file)
+    raw = yaml.safe_load(config_file.read_text())
+    raw["ray"] = {"num_cpus": None, "address": None}
+    config_file.write_text(yaml.safe_dump(raw))
+    run_dir = run_location(s3.uri("runs", "killed"))
+    cmd = [sys.executable, "-m", "jobs.pipeline", "--config", str(config_file),
+           "--run-dir", str(run_dir)]
+    env = dict(_ray_env(ray_local), **s3.env, RAY_JOB_CONFIG_JSON_ENV_VAR=json.dumps(
+        {"runtime_env": {"env_vars": s3.env}}))
+    _kill_when(cmd, env, lambda: KILL_POINTS["train"](run_dir), timeout_s=300)
+    assert _manifest(run_dir)["stages"]["train"]["status"] == "running"
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[train] resuming" in done.stdout and "[search] complete for this config" in done.stdout
+    manifest = _manifest(run_dir)
+    assert [(k, s["status"]) for k, s in manifest["stages"].items()] == [
+        (k, "complete") for k in ("data", "search", "sft", "train", "evaluate")]
+    assert data_rows(run_dir) == data_rows(ref_dir)
+    assert manifest["stages"]["train"]["counts"]["checkpoint_dir"] == "train/student/epoch_0002"
+    report = json.loads((run_dir / "evaluate" / "report.json").read_text())
+    assert (report["n"], report["student"]) == (30, str(run_dir / "train/student/epoch_0002"))
+    assert len(read_jsonl_text((run_dir / "evaluate" / "predictions.jsonl").read_text())) == 30
+    text, _ = run_report(run_dir)
+    assert f"({report['correct']}/30)" in text and (run_dir / "report.md").read_text() == text
+
+
+def read_jsonl_text(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
 def test_generating_teacher_pot_student_end_to_end(ray_local, tmp_path) -> None:
     """teacher: generate through the openai engine (a scripted OpenAI-compatible server on
     loopback that answers each problem with a program), pot target, evaluation in the sandbox;

@@ -524,7 +524,8 @@ def test_initial_student_on_uri_storage(tmp_path: Path) -> None:
     is uploaded once, and workers get a local copy."""
     from transformers import AutoTokenizer
 
-    from distill.train.stage import _local_copy, stage_initial_student
+    from distill.storage import local_copy
+    from distill.train.stage import stage_initial_student
 
     rows = _sft(_problems(8))
     uri = f"file://{tmp_path}/store/run/student_init"
@@ -532,7 +533,7 @@ def test_initial_student_on_uri_storage(tmp_path: Path) -> None:
     mtime = (tmp_path / "store/run/student_init/config.json").stat().st_mtime_ns
     assert stage_initial_student(_config(), _texts(rows), uri) == uri  # kept, not rebuilt
     assert (tmp_path / "store/run/student_init/config.json").stat().st_mtime_ns == mtime
-    with _local_copy(uri) as local:
+    with local_copy(uri) as local:
         assert AutoTokenizer.from_pretrained(local)("* N0 N1")["input_ids"]
-    with _local_copy("google/flan-t5-small") as name:  # hub names pass through
-        assert name == "google/flan-t5-small"
+    with local_copy("google/flan-t5-small") as name:  # hub names pass through
+        assert str(name) == "google/flan-t5-small"

@@ -19,7 +19,6 @@ Contract: :data:`NEEDS` (none: the stage reads source files, not another stage's
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from distill.data.config import DataConfig, DataSource
 from distill.data.base import LoadResult, Reject, get_loader, resolve_data_dir, write_rejects
 from distill.data.decontam import DecontaminationReport, decontaminate
 from distill.records import PROBLEM_SCHEMA, to_table
+from distill.storage import RemotePath, rmtree, run_location
 
 NEEDS: tuple[str, ...] = ()  # the first stage: no input rows
 WRITES = PROBLEM_SCHEMA  # train/ and eval/<set>/
@@ -113,10 +113,11 @@ def prepare_data(config: DataConfig) -> DataStageResult:
     return out
 
 
-def write_problems(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """Write Problem rows as Parquet under ``path`` (a folder, replaced), via Ray Data when Ray is up."""
-    if "://" not in str(path) and Path(path).exists():
-        shutil.rmtree(path)
+def write_problems(rows: list[dict[str, Any]], path: str | Path | RemotePath) -> None:
+    """Write Problem rows as Parquet under ``path`` (a folder or an object-store URI,
+    replaced), via Ray Data when Ray is up."""
+    path = run_location(path)
+    rmtree(path)
     table = to_table(rows, WRITES)
     try:
         import ray
@@ -129,18 +130,18 @@ def write_problems(rows: list[dict[str, Any]], path: str | Path) -> None:
 
         ray.data.from_arrow(table).write_parquet(str(path))
     else:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, Path(path) / "part-000.parquet")
+        path.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, str(path / "part-000.parquet"))
 
 
-def read_problems(path: str | Path) -> pa.Table:
+def read_problems(path: str | Path | RemotePath) -> pa.Table:
     """Read back what :func:`write_problems` wrote (a Parquet folder)."""
     return pq.read_table(str(path), schema=WRITES)
 
 
-def write_data_stage(result: DataStageResult, out_dir: str | Path) -> dict[str, Any]:
+def write_data_stage(result: DataStageResult, out_dir: str | Path | RemotePath) -> dict[str, Any]:
     """Write a DataStageResult in the layout of this module's docstring; returns the summary."""
-    out_dir = Path(out_dir)
+    out_dir = run_location(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_problems(result.train, out_dir / "train")
     for label, rows in result.eval.items():

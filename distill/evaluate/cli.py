@@ -30,15 +30,15 @@ def default_out(student_path: Path, in_run: Path | None, label: str) -> Path:
 
 
 def evaluate_command(
-    student: Path = typer.Argument(..., help="A run directory (its final student) or a "
-                                   "student checkpoint folder."),
+    student: str = typer.Argument(..., help="A run directory (its final student) or a "
+                                  "student checkpoint folder (local, or an s3:// / gs:// URI)."),
     data: str = typer.Option(..., "--data", help="Dataset name (see `mathdistill data list`), "
                              "or a jsonl/csv/parquet file."),
     split: str = typer.Option("test", "--split", "-s", help="Split to evaluate on."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder of dataset files "
                                             "(default: $MATHDISTILL_DATA_DIR, then ./data)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="First N problems only."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: "
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Report folder (default: "
                                        "RUN/evaluations/<data>-<split>, or "
                                        "evaluations/<checkpoint>/<data>-<split> here)."),
     num_samples: Optional[int] = typer.Option(
@@ -56,6 +56,7 @@ def evaluate_command(
     from distill.evaluate.config import EvaluateConfig
     from distill.evaluate.student import resolve_student
     from distill.sandbox.config import SandboxConfig
+    from distill.storage import run_location
 
     if limit is not None and limit < 1:
         fail(f"--limit must be >= 1 (got {limit})")
@@ -63,7 +64,8 @@ def evaluate_command(
         spec = resolve_student(student)
     except ConfigError as e:
         fail(str(e))
-    run_dir = Path(spec.run_dir) if spec.run_dir else None  # (a run dir has its config.yaml)
+    # (a run dir has its config.yaml)
+    run_dir = run_location(spec.run_dir) if spec.run_dir else None
     run_config = run_dir / "config.yaml" if run_dir is not None else None
     inference = dict(spec.inference)
     if num_samples is not None:
@@ -78,8 +80,8 @@ def evaluate_command(
     problems = load_problems(src, data_dir).problems
     if not problems:
         fail(f"{src.label}: no problems to evaluate")
-    target_dir = out if out is not None else default_out(Path(spec.checkpoint), run_dir,
-                                                          src.label)
+    target_dir = run_location(out) if out is not None else default_out(
+        run_location(spec.checkpoint), run_dir, src.label)
     from distill.evaluate.stage import evaluate_student
 
     init_ray(ray_cfg)

@@ -77,9 +77,10 @@ def load_for_inference(
     config: InferenceConfig | None = None,
     device: str | None = None,
 ) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` from a student folder (or hub name), on ``device`` (None: the
-    device this process holds, :func:`~distill.devices.current_device`) in
-    ``config.dtype`` resolved for that device (float16 off CUDA is a ``ValueError``)."""
+    """``(model, tokenizer)`` from a student folder (local, or an object-store URI: downloaded
+    first) or a hub name, on ``device`` (None: the device this process holds,
+    :func:`~distill.devices.current_device`) in ``config.dtype`` resolved for that device
+    (float16 off CUDA is a ``ValueError``)."""
     config = config or InferenceConfig()
     device = device or current_device()
     dtype = resolve_dtype(config.dtype, device)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from distill.grading import answers_match, grade
+from distill.storage import run_location
 
 WRONG = "wrong"  # the error kind of an answer that is present but not correct
 
@@ -134,7 +135,8 @@ def _bar_plot(path: Path, labels: list[str], values: list[float], title: str, yl
     if ylabel == "accuracy":
         ax.set_ylim(0, 1.05)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with path.open("wb") as f:  # a local file or an object-store one
+        fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
 
 
@@ -142,7 +144,7 @@ def write_report(
     report: dict[str, Any], out_dir: str | Path, previous: Mapping[str, Any] | None = None
 ) -> dict[str, Path]:
     """Write report.json, report.md and plots/*.png under ``out_dir``; returns their paths."""
-    out = Path(out_dir)
+    out = run_location(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     if previous is not None:
         report = {**report, "compared_with_previous": compare(report, previous)}

@@ -39,6 +39,7 @@ from distill.evaluate.infer import (
     source_column,
 )
 from distill.resources import StageResources, resources_or_default
+from distill.storage import run_location
 
 if TYPE_CHECKING:
     from distill.sandbox import SandboxConfig
@@ -157,13 +158,13 @@ def evaluate_student(
     report.update({"student": str(student_dir), "target": target, "sets": chosen,
                    "generation_s": round(gen_s, 3),
                    "problems_per_s": round(len(rows) / gen_s, 2) if gen_s > 0 else None})
-    out = Path(out_dir)
+    out = run_location(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "predictions.jsonl").open("w", encoding="utf-8") as f:
         for p in preds:
             f.write(json.dumps(p, ensure_ascii=False, default=str) + "\n")
     previous = None
     if config.compare_with:
-        previous = json.loads(Path(config.compare_with).read_text(encoding="utf-8"))
+        previous = json.loads(run_location(config.compare_with).read_text(encoding="utf-8"))
     write_report(report, out, previous)
     return report

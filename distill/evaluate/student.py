@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from distill.configbase import ConfigError
 from distill.evaluate.config import InferenceConfig
+from distill.storage import is_uri, run_location
 
 __all__ = ["StudentSpec", "first_run_config", "resolve_student", "run_config_file",
            "split_name"]
@@ -85,7 +86,7 @@ def split_name(location: str | Path) -> tuple[str | None, str]:
 def run_config_file(location: str | Path) -> Path | None:
     """The config.yaml of the run directory ``location`` (``NAME=PATH`` allowed) names, or None
     when it is not a run directory."""
-    path = Path(split_name(location)[1])
+    path = run_location(split_name(location)[1])
     if (path / "manifest.json").is_file() and (path / "config.yaml").is_file():
         return path / "config.yaml"
     return None
@@ -110,7 +111,7 @@ def resolve_student(location: str | Path, name: str | None = None) -> StudentSpe
     if given == "":
         raise ConfigError(f"{location!r}: empty model name before '='")
     name = name or given
-    path = Path(text).expanduser().resolve()
+    path = run_location(text) if is_uri(text) else Path(text).expanduser().resolve()
     if not path.exists():
         raise ConfigError(f"{text}: no such run directory or checkpoint folder")
     run: Path | None = None
@@ -123,7 +124,7 @@ def resolve_student(location: str | Path, name: str | None = None) -> StudentSpe
     elif is_student_dir(path):
         checkpoint = path
         # the run it was trained in, when it sits in one (RUN/train/student/epoch_N)
-        above = path.parents[2] if len(path.parents) > 2 else None
+        above = path.parent.parent.parent if len(str(path).split("/")) > 3 else None
         run = above if above is not None and run_config_file(above) else None
     else:
         raise ConfigError(f"{text}: neither a run directory (no manifest.json) nor a student "

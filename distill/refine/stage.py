@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from distill.fileio import read_jsonl, write_atomic, write_jsonl, write_parquet_once
 from distill.records import require_columns
+from distill.storage import run_location
 from distill.refine.core import (
     accepted_labels,
     choose_label,
@@ -122,7 +123,8 @@ def retrain_config(train: Any, round_name: str, epochs: int | None,
     if start_from is not None:
         kind = "hf_seq2seq" if is_encoder_decoder(start_from) else "hf_causal"
         # absolute: the training workers do not run in the driver's directory
-        update["student"] = StudentConfig(kind=kind, name_or_path=str(Path(start_from).absolute()))
+        update["student"] = StudentConfig(kind=kind, name_or_path=str(
+            run_location(start_from).absolute()))
     return train.model_copy(update=update)
 
 
@@ -140,7 +142,7 @@ def retrain_and_evaluate(examples_file: Path, round_name: str, epochs: int | Non
     from distill.train.stage import fit, record_result
 
     train_cfg = retrain_config(pipeline.train, round_name, epochs, start_from)
-    result = fit(train_cfg, examples_file, storage_path=out / "train",
+    result = fit(train_cfg, str(examples_file), storage_path=out / "train",
                  resources=pipeline.ray.for_stage("train"), log=log)
     trained = record_result(result, train_cfg.epochs, run_dir, out / "train")
     report = evaluate_student(result.checkpoint_dir, eval_sets, pipeline.train.target,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import pickle
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -45,6 +44,7 @@ from distill.search.problems import (
     search_problem,
 )
 from distill.search.rank import TemplatePrior
+from distill.storage import rmtree, run_location
 
 __all__ = ["NEEDS", "WRITES", "SearchUDF", "RankUDF", "plan_batches", "search_dataset"]
 
@@ -227,10 +227,9 @@ def search_dataset(
     if against_gold:
         summary.update(_gold_summary(ranked))
     if out_dir is not None:
-        out = Path(out_dir)
+        out = run_location(out_dir)
         target = out / "rationales"
-        if target.exists():
-            shutil.rmtree(target)
+        rmtree(target)
         out.mkdir(parents=True, exist_ok=True)
         ranked.write_parquet(str(target))
         (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))

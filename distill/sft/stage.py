@@ -36,6 +36,7 @@ from typing import Any, Mapping, Sequence
 
 from distill.records import RATIONALE_SCHEMA, SFT_EXAMPLE_SCHEMA, require_columns
 from distill.sft.config import SFTConfig
+from distill.storage import run_location
 from distill.sft.core import PROBLEM_COLUMNS, build_sft_examples, masked_gold_equations
 
 # the Problem columns every teacher's examples are built from (build_sft_examples' own)
@@ -47,22 +48,18 @@ TEACHER_NEEDS: tuple[str, ...] = ("id", "sample_idx", "verdict")
 WRITES = SFT_EXAMPLE_SCHEMA  # examples.parquet
 
 
-def _parquet_files(folder: Path) -> list[str]:
-    """The Parquet files of a folder as pyarrow reads it (hidden and ``_`` files left out)."""
-    import pyarrow.dataset as pads
-
-    return sorted(pads.dataset(str(folder), format="parquet").files)
-
-
 def check_rationales(folder: Path) -> None:
     """Raise ValueError naming a file of ``folder`` (a teacher's Rationale rows) that lacks a
     :data:`TEACHER_NEEDS` column, or FileNotFoundError when there is no folder."""
+    import pyarrow.dataset as pads
     import pyarrow.parquet as pq
 
-    if not Path(folder).is_dir():
+    if not run_location(folder).is_dir():
         raise FileNotFoundError(f"sft: no teacher output at {folder}")
-    for name in _parquet_files(folder):
-        require_columns(pq.read_schema(name).names, TEACHER_NEEDS, f"sft (teacher rows {name})")
+    dataset = pads.dataset(str(folder), format="parquet")  # hidden and ``_`` files left out
+    for name in sorted(dataset.files):
+        require_columns(pq.read_schema(name, filesystem=dataset.filesystem).names, TEACHER_NEEDS,
+                        f"sft (teacher rows {name})")
 
 
 def read_rationales(folder: Path) -> list[dict[str, Any]]:
@@ -132,7 +129,7 @@ def write_sft_stage(problems: Sequence[Mapping[str, Any]], teacher: str, target:
         raise ValueError(f"sft: no training examples from {len(problems)} problems "
                          f"(skipped: {dict(build.skipped)})")
     out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(to_table(build.rows, WRITES), out / "examples.parquet")
+    pq.write_table(to_table(build.rows, WRITES), str(out / "examples.parquet"))
     summary = {"problems": len(problems), "examples": len(build.rows),
                "problems_with_examples": len({r["problem_id"] for r in build.rows}),
                "skipped": {**dict(build.skipped),

@@ -36,6 +36,7 @@ from distill.resources import StageResources, resources_or_default
 from distill.train.config import TrainConfig
 from distill.train.loop import TRAINER_STATE, train_loop
 from distill.sft.core import STAGE_KEYPOINTS, STAGE_SOLVE
+from distill.storage import StoragePath, is_uri, local_copy, run_location
 from distill.train.students import get_student
 
 __all__ = ["NEEDS", "WRITES", "RayContext", "TrainResult", "fit", "read_example_rows",
@@ -109,12 +110,8 @@ def _worker(config: dict[str, Any]) -> None:
 
     transformers.utils.logging.disable_progress_bar()
     cfg = TrainConfig.model_validate(config["train"])
-    with _local_copy(config["init"]) as init:
-        train_loop(cfg, init, config["examples"], RayContext(), config.get("tensorboard_dir"))
-
-
-def _is_uri(path: str) -> bool:
-    return "://" in path
+    with local_copy(config["init"]) as init:  # a folder or a hub name; a URI is downloaded
+        train_loop(cfg, str(init), config["examples"], RayContext(), config.get("tensorboard_dir"))
 
 
 def read_example_rows(examples: str | os.PathLike | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -173,9 +170,9 @@ def fit(
     storage = cfg.checkpointing.storage_path or (str(storage_path) if storage_path else None)
     if storage is None:
         raise ValueError("no storage path: set train.checkpointing.storage_path or pass storage_path")
-    if not _is_uri(storage):
+    if not is_uri(storage):
         storage = str(Path(storage).absolute())
-    local = not _is_uri(storage)
+    local = not is_uri(storage)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -189,7 +186,7 @@ def fit(
     history: list[dict[str, Any]] = []
     for run_name, phase_rows in phases:
         run_path = _join(storage, run_name)
-        if not cfg.checkpointing.resume and local and _has_checkpoints(Path(run_path)):
+        if not cfg.checkpointing.resume and _has_checkpoints(run_location(run_path)):
             raise ValueError(f"{run_path} already has checkpoints and checkpointing.resume is "
                              "false: choose another checkpointing.name or delete the folder")
         examples_path = _join(run_path, "examples.parquet")
@@ -220,9 +217,8 @@ def fit(
         ckpt_path = result.checkpoint.path if local else _join(
             storage, run_name, Path(result.checkpoint.path).name)
         init = ckpt_path  # the next phase starts from this one
-        if local:
-            state = Path(result.checkpoint.path) / TRAINER_STATE
-            history = json.loads(state.read_text())["history"] if state.is_file() else []
+        state = run_location(ckpt_path) / TRAINER_STATE
+        history = json.loads(state.read_text())["history"] if state.is_file() else []
     return TrainResult(
         checkpoint_dir=ckpt_path,
         run_path=_join(storage, phases[-1][0]),
@@ -233,14 +229,14 @@ def fit(
 
 
 def _join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *parts]) if _is_uri(base) else str(Path(base, *parts))
+    return "/".join([base.rstrip("/"), *parts]) if is_uri(base) else str(Path(base, *parts))
 
 
 def stage_initial_student(cfg: TrainConfig, texts: Callable[[], Any], target: str) -> str:
     """Prepare the initial student at ``target`` (a folder or a pyarrow URI; kept when it is
     already there) and return where workers load it from (``target``, or a hub name)."""
     student = get_student(cfg.student.kind)
-    if not _is_uri(target):
+    if not is_uri(target):
         return student.prepare(cfg.student, texts, Path(target), seed=cfg.seed)
     import tempfile
 
@@ -258,30 +254,23 @@ def stage_initial_student(cfg: TrainConfig, texts: Callable[[], Any], target: st
     return target
 
 
-@contextlib.contextmanager
-def _local_copy(location: str) -> Iterator[str]:
-    """A local folder for ``location``: itself, or a download of a URI."""
-    if not _is_uri(location):
-        yield location
-        return
-    import pyarrow.fs as pafs
-    from ray.train import Checkpoint
-
-    fs, path = pafs.FileSystem.from_uri(location)
-    with Checkpoint(path, filesystem=fs).as_directory() as d:
-        yield d
-
-
-def _has_checkpoints(run_path: Path) -> bool:
+def _has_checkpoints(run_path: StoragePath) -> bool:
     return run_path.is_dir() and any((p / TRAINER_STATE).is_file() for p in run_path.iterdir())
 
 
 def _write_examples(rows: list[dict[str, Any]], path: str) -> None:
     import pyarrow.parquet as pq
 
-    if not _is_uri(path):
+    if not is_uri(path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(to_table(rows, SFT_EXAMPLE_SCHEMA), path)
+
+
+def _relative(location: str, run_dir: str | os.PathLike) -> str:
+    """``location`` relative to ``run_dir`` (both local paths, or both URIs)."""
+    if is_uri(location):
+        return str(run_location(location).relative_to(run_location(run_dir)))
+    return os.path.relpath(location, run_dir)
 
 
 def record_result(result: TrainResult, epochs: int, run_dir: str | Path, out: str | Path
@@ -290,15 +279,15 @@ def record_result(result: TrainResult, epochs: int, run_dir: str | Path, out: st
     directory, so that a moved or copied run finds its own student) and return its summary
     without the per-epoch history."""
     last = result.history[-1] if result.history else {}
-    summary = {"checkpoint_dir": os.path.relpath(result.checkpoint_dir, run_dir),
+    summary = {"checkpoint_dir": _relative(result.checkpoint_dir, run_dir),
                "phases": result.phases, "epochs": epochs, "final_loss": last.get("loss"),
                "history": result.history}
-    (Path(out) / TRAIN_RESULT).write_text(json.dumps(summary, indent=2, ensure_ascii=False,
+    (run_location(out) / TRAIN_RESULT).write_text(json.dumps(summary, indent=2, ensure_ascii=False,
                                                       default=str))
     return {k: v for k, v in summary.items() if k != "history"}
 
 
-def _last_refined(run_dir: Path) -> Path | None:
+def _last_refined(run_dir: StoragePath) -> StoragePath | None:
     """The result.json of the run's last round (refinement rounds, then FDD rounds) when the
     manifest records every round up to it complete (a round of an earlier config, or one after
     an unfinished round, is not the run's final student)."""
@@ -321,12 +310,12 @@ def _last_refined(run_dir: Path) -> Path | None:
     return last
 
 
-def final_student(run_dir: str | Path, refined: bool = True) -> Path:
+def final_student(run_dir: str | os.PathLike | StoragePath, refined: bool = True) -> StoragePath:
     """The checkpoint folder of the student a run finished with: its last complete refinement or
     FDD round's (``refined``, when the run has rounds), else the train stage's.
 
     Raises FileNotFoundError naming the run when its train stage has not completed."""
-    run_dir = Path(run_dir)
+    run_dir = run_location(run_dir)
     result = (_last_refined(run_dir) if refined else None) or run_dir / "train" / TRAIN_RESULT
     if not result.is_file():
         raise FileNotFoundError(f"{run_dir}: no trained student ({result} is missing; "

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Protocol
 
 from distill.registry import Registry
+from distill.storage import is_uri, local_copy, run_location
 from distill.train.config import StudentConfig
 
 if TYPE_CHECKING:  # heavy imports stay out of module import
@@ -199,13 +201,18 @@ def load_student(
     dtype: Any = None,
     device: Any = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model and tokenizer from a folder ``save_pretrained`` wrote, or a hub name. The model
-    class follows the config (encoder-decoder or decoder-only); a tokenizer without a pad
-    token (GPT-2, Llama) gets its eos token as pad.
+    """Model and tokenizer from a folder ``save_pretrained`` wrote (local, or an object-store
+    URI: downloaded first), or a hub name. The model class follows the config
+    (encoder-decoder or decoder-only); a tokenizer without a pad token (GPT-2, Llama) gets its
+    eos token as pad.
 
     ``dtype`` (a ``torch.dtype`` or its name) is the weights' dtype; None keeps the stored
     one (transformers' ``dtype="auto"``). ``device`` (None: where transformers loads, the
     CPU) is where the model is moved."""
+    if is_uri(location):
+        with local_copy(location) as folder:
+            return load_student(folder, trust_remote_code=trust_remote_code, dtype=dtype,
+                                device=device)
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     location = str(location)
@@ -232,6 +239,11 @@ def _auto_config(location: str, trust_remote_code: bool) -> Any:
     from distill.train import tree
 
     tree.register()
+    if is_uri(location):  # a student folder on an object store: its config.json alone
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "config.json").write_bytes((run_location(location) / "config.json")
+                                                    .read_bytes())
+            return AutoConfig.from_pretrained(tmp, trust_remote_code=trust_remote_code)
     return AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
 
 
@@ -249,7 +261,7 @@ def is_encoder_decoder(folder: str | os.PathLike) -> bool:
     """Whether a student folder holds an encoder-decoder model (its ``config.json``)."""
     import json
 
-    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    config = json.loads((run_location(folder) / "config.json").read_text(encoding="utf-8"))
     return bool(config.get("is_encoder_decoder"))
 
 
