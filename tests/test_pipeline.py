@@ -466,6 +466,79 @@ def test_a_run_on_s3_killed_in_training_resumes_there_with_the_same_rows(
     assert f"({report['correct']}/30)" in text and (run_dir / "report.md").read_text() == text
 
 
+def test_a_job_survives_losing_a_worker_node_in_search_and_in_training(reference_run,
+                                                                       tmp_path) -> None:
+    """A cluster of three nodes on this machine (a head that runs no work, two one-CPU worker
+    nodes: tests/multinode_cluster.py) runs the pipeline as a job's driver would. The worker
+    node running a search actor loses its raylet (SIGKILL, the node gone) as soon as the actor
+    starts, and later the node running the training worker, once Ray Train has registered the
+    first epoch's checkpoint; a new node replaces each, as an autoscaler would. The run
+    completes without being started again, with the rows of the uninterrupted reference run:
+    Ray Data restarts the search actor and redoes its blocks, Ray Train restarts the worker
+    group from that checkpoint (``train.max_failures``) -- epoch 1 is not trained again."""
+    from multinode_cluster import MultiNodeCluster
+
+    ref_dir, *_ = reference_run
+    config_file = tmp_path / "config.yaml"
+    dump_config(small_quickstart(epochs=3), config_file)
+    raw = yaml.safe_load(config_file.read_text())
+    raw["ray"] = {"num_cpus": None, "address": None}
+    raw["train"]["checkpointing"]["num_to_keep"] = None  # epoch 1's checkpoint stays to be read
+    config_file.write_text(yaml.safe_dump(raw))
+    run_dir = tmp_path / "run"
+    student = run_dir / "train" / "student"
+    cmd = [sys.executable, "-m", "jobs.pipeline", "--config", str(config_file),
+           "--run-dir", str(run_dir), "--until", "train"]
+
+    def registered() -> list[str]:  # the checkpoints Ray Train has recorded as complete
+        try:
+            snapshot = json.loads((student / "checkpoint_manager_snapshot.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return []
+        return [c["checkpoint_dir_name"] for c in snapshot["checkpoint_results"]]
+
+    status_when_lost: dict[str, str] = {}
+    with MultiNodeCluster(workers=2) as cluster, open(tmp_path / "driver.log", "w") as out:
+        env = dict(os.environ, RAY_ADDRESS=cluster.address, PYTHONPATH=str(REPO))
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            for stage, worker, ready in (
+                    ("search", "SearchUDF", lambda: _running(run_dir, "search")),
+                    ("train", "RayTrainWorker", lambda: registered() == ["epoch_0001"])):
+                deadline = time.monotonic() + 300
+                raylet = None
+                while raylet is None:
+                    assert proc.poll() is None, f"the driver ended before the {stage} kill"
+                    assert time.monotonic() < deadline, f"no {worker} on a worker node"
+                    raylet = cluster.raylet_running(worker) if ready() else None
+                    time.sleep(0.05)
+                cluster.kill(raylet)
+                status_when_lost[stage] = _manifest(run_dir)["stages"][stage]["status"]
+                if stage == "train":
+                    assert registered() == ["epoch_0001"]  # the kill came before epoch 2's
+                    first_epoch = (student / "epoch_0001" / "model.safetensors").read_bytes()
+                cluster.add()
+            status = proc.wait(600)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(30)
+    log = (tmp_path / "driver.log").read_text()
+    assert status == 0, log[-3000:]
+    assert status_when_lost == {"search": "running", "train": "running"}
+    manifest = _manifest(run_dir)
+    assert [(k, s["status"]) for k, s in manifest["stages"].items()] == [
+        (k, "complete") for k in ("data", "search", "sft", "train")]
+    assert data_rows(run_dir) == data_rows(ref_dir)
+    result = json.loads((run_dir / "train" / "result.json").read_text())
+    assert result["checkpoint_dir"] == "train/student/epoch_0003"
+    assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
+    assert registered() == ["epoch_0001", "epoch_0002", "epoch_0003"]
+    # resumed from the registered checkpoint: epoch 1 was not trained (and written) again
+    assert (student / "epoch_0001" / "model.safetensors").read_bytes() == first_epoch
+
+
 def read_jsonl_text(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
