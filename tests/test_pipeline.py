@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -428,54 +429,26 @@ def test_a_run_killed_mid_stage_finishes_with_the_same_rows(ray_local, reference
         assert report["student"] == str(run_dir / "train" / "student" / "epoch_0012")
 
 
-def test_a_run_on_s3_killed_in_training_resumes_there_with_the_same_rows(
-        ray_local, reference_run, s3, tmp_path) -> None:
-    """A run directory on an object store (moto's S3 server on loopback): every stage reads and
-    writes there, a driver killed (SIGKILL) after the first epoch's checkpoint reached S3 is
-    started again and resumes training from it, and the run ends with the rows of the local
-    reference run. The drivers join the tests' Ray as a submitted job does, the job's
-    runtime_env giving every worker the storage's environment."""
+def test_a_run_on_s3_survives_lost_nodes_and_a_killed_driver_with_the_same_rows(
+        reference_run, s3, tmp_path) -> None:
+    """The cluster path end to end on this machine. A cluster of three nodes (a head that runs
+    no work, two one-CPU worker nodes: tests/multinode_cluster.py) runs the pipeline as a job's
+    driver would, its run directory on an object store (moto's S3 server on loopback: every
+    stage reads and writes there, whichever node runs it).
+
+    1. The worker node running a search actor loses its raylet (SIGKILL, the node gone) as soon
+       as the actor starts; a new node replaces it, as an autoscaler would.
+    2. The node running the training worker is lost once Ray Train has registered the first
+       epoch's checkpoint; a new node replaces it.
+    3. The driver itself is killed (SIGKILL) once the second epoch's checkpoint is registered,
+       and started again, as a job is resubmitted.
+
+    Ray Data restarts the search actor and redoes its blocks; Ray Train restarts the worker
+    group from the registered checkpoint (``train.max_failures``: epoch 1 is not trained
+    again); the second driver skips the finished stages and resumes training from the
+    checkpoint on S3. The run ends with the rows of the uninterrupted local reference run."""
     from distill.runreport import run_report
     from distill.storage import run_location
-
-    ref_dir, *_ = reference_run
-    config_file = tmp_path / "config.yaml"
-    dump_config(small_quickstart(epochs=2), config_file)
-    raw = yaml.safe_load(config_file.read_text())
-    raw["ray"] = {"num_cpus": None, "address": None}
-    config_file.write_text(yaml.safe_dump(raw))
-    run_dir = run_location(s3.uri("runs", "killed"))
-    cmd = [sys.executable, "-m", "jobs.pipeline", "--config", str(config_file),
-           "--run-dir", str(run_dir)]
-    env = dict(_ray_env(ray_local), **s3.env, RAY_JOB_CONFIG_JSON_ENV_VAR=json.dumps(
-        {"runtime_env": {"env_vars": s3.env}}))
-    _kill_when(cmd, env, lambda: KILL_POINTS["train"](run_dir), timeout_s=300)
-    assert _manifest(run_dir)["stages"]["train"]["status"] == "running"
-    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "[train] resuming" in done.stdout and "[search] complete for this config" in done.stdout
-    manifest = _manifest(run_dir)
-    assert [(k, s["status"]) for k, s in manifest["stages"].items()] == [
-        (k, "complete") for k in ("data", "search", "sft", "train", "evaluate")]
-    assert data_rows(run_dir) == data_rows(ref_dir)
-    assert manifest["stages"]["train"]["counts"]["checkpoint_dir"] == "train/student/epoch_0002"
-    report = json.loads((run_dir / "evaluate" / "report.json").read_text())
-    assert (report["n"], report["student"]) == (30, str(run_dir / "train/student/epoch_0002"))
-    assert len(read_jsonl_text((run_dir / "evaluate" / "predictions.jsonl").read_text())) == 30
-    text, _ = run_report(run_dir)
-    assert f"({report['correct']}/30)" in text and (run_dir / "report.md").read_text() == text
-
-
-def test_a_job_survives_losing_a_worker_node_in_search_and_in_training(reference_run,
-                                                                       tmp_path) -> None:
-    """A cluster of three nodes on this machine (a head that runs no work, two one-CPU worker
-    nodes: tests/multinode_cluster.py) runs the pipeline as a job's driver would. The worker
-    node running a search actor loses its raylet (SIGKILL, the node gone) as soon as the actor
-    starts, and later the node running the training worker, once Ray Train has registered the
-    first epoch's checkpoint; a new node replaces each, as an autoscaler would. The run
-    completes without being started again, with the rows of the uninterrupted reference run:
-    Ray Data restarts the search actor and redoes its blocks, Ray Train restarts the worker
-    group from that checkpoint (``train.max_failures``) -- epoch 1 is not trained again."""
     from multinode_cluster import MultiNodeCluster
 
     ref_dir, *_ = reference_run
@@ -485,10 +458,10 @@ def test_a_job_survives_losing_a_worker_node_in_search_and_in_training(reference
     raw["ray"] = {"num_cpus": None, "address": None}
     raw["train"]["checkpointing"]["num_to_keep"] = None  # epoch 1's checkpoint stays to be read
     config_file.write_text(yaml.safe_dump(raw))
-    run_dir = tmp_path / "run"
+    run_dir = run_location(s3.uri("runs", "cluster"))
     student = run_dir / "train" / "student"
     cmd = [sys.executable, "-m", "jobs.pipeline", "--config", str(config_file),
-           "--run-dir", str(run_dir), "--until", "train"]
+           "--run-dir", str(run_dir)]
 
     def registered() -> list[str]:  # the checkpoints Ray Train has recorded as complete
         try:
@@ -497,39 +470,48 @@ def test_a_job_survives_losing_a_worker_node_in_search_and_in_training(reference
             return []
         return [c["checkpoint_dir_name"] for c in snapshot["checkpoint_results"]]
 
+    def wait_for(what: str, proc: subprocess.Popen, ready) -> Any:
+        deadline = time.monotonic() + 300
+        while not (found := ready()):
+            assert proc.poll() is None, f"the driver ended before {what}"
+            assert time.monotonic() < deadline, f"{what}: never"
+            time.sleep(0.05)
+        return found
+
     status_when_lost: dict[str, str] = {}
-    with MultiNodeCluster(workers=2) as cluster, open(tmp_path / "driver.log", "w") as out:
+    # the cluster's nodes start with the storage's environment (the s3 fixture set it here)
+    with MultiNodeCluster(workers=2) as cluster:
         env = dict(os.environ, RAY_ADDRESS=cluster.address, PYTHONPATH=str(REPO))
-        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        try:
-            for stage, worker, ready in (
-                    ("search", "SearchUDF", lambda: _running(run_dir, "search")),
-                    ("train", "RayTrainWorker", lambda: registered() == ["epoch_0001"])):
-                deadline = time.monotonic() + 300
-                raylet = None
-                while raylet is None:
-                    assert proc.poll() is None, f"the driver ended before the {stage} kill"
-                    assert time.monotonic() < deadline, f"no {worker} on a worker node"
-                    raylet = cluster.raylet_running(worker) if ready() else None
-                    time.sleep(0.05)
-                cluster.kill(raylet)
-                status_when_lost[stage] = _manifest(run_dir)["stages"][stage]["status"]
-                if stage == "train":
-                    assert registered() == ["epoch_0001"]  # the kill came before epoch 2's
-                    first_epoch = (student / "epoch_0001" / "model.safetensors").read_bytes()
-                cluster.add()
-            status = proc.wait(600)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(30)
-    log = (tmp_path / "driver.log").read_text()
-    assert status == 0, log[-3000:]
-    assert status_when_lost == {"search": "running", "train": "running"}
+        with open(tmp_path / "driver1.log", "w") as out:
+            first = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                for stage, worker, ready in (
+                        ("search", "SearchUDF", lambda: _running(run_dir, "search")),
+                        ("train", "RayTrainWorker", lambda: registered() == ["epoch_0001"])):
+                    raylet = wait_for(f"a {worker} on a worker node", first,
+                                      lambda: ready() and cluster.raylet_running(worker))
+                    cluster.kill(raylet)
+                    status_when_lost[stage] = _manifest(run_dir)["stages"][stage]["status"]
+                    if stage == "train":
+                        assert registered() == ["epoch_0001"]  # lost before epoch 2 ended
+                        first_epoch = (student / "epoch_0001" / "model.safetensors").read_bytes()
+                    cluster.add()
+                wait_for("epoch 2", first, lambda: "epoch_0002" in registered())
+            finally:
+                os.killpg(first.pid, signal.SIGKILL)
+                first.wait(30)
+        assert status_when_lost == {"search": "running", "train": "running"}
+        assert _manifest(run_dir)["stages"]["train"]["status"] == "running"
+        assert registered() == ["epoch_0001", "epoch_0002"]  # killed before epoch 3's
+        done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True,
+                              timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[search] complete for this config" in done.stdout and \
+        "[train] resuming" in done.stdout
     manifest = _manifest(run_dir)
     assert [(k, s["status"]) for k, s in manifest["stages"].items()] == [
-        (k, "complete") for k in ("data", "search", "sft", "train")]
+        (k, "complete") for k in ("data", "search", "sft", "train", "evaluate")]
     assert data_rows(run_dir) == data_rows(ref_dir)
     result = json.loads((run_dir / "train" / "result.json").read_text())
     assert result["checkpoint_dir"] == "train/student/epoch_0003"
@@ -537,10 +519,12 @@ def test_a_job_survives_losing_a_worker_node_in_search_and_in_training(reference
     assert registered() == ["epoch_0001", "epoch_0002", "epoch_0003"]
     # resumed from the registered checkpoint: epoch 1 was not trained (and written) again
     assert (student / "epoch_0001" / "model.safetensors").read_bytes() == first_epoch
-
-
-def read_jsonl_text(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
+    report = json.loads((run_dir / "evaluate" / "report.json").read_text())
+    assert (report["n"], report["student"]) == (30, str(student / "epoch_0003"))
+    predictions = (run_dir / "evaluate" / "predictions.jsonl").read_text().splitlines()
+    assert len(predictions) == 30
+    text, _ = run_report(run_dir)
+    assert f"({report['correct']}/30)" in text and (run_dir / "report.md").read_text() == text
 
 
 def test_generating_teacher_pot_student_end_to_end(ray_local, tmp_path) -> None:
