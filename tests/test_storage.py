@@ -150,3 +150,33 @@ def test_a_location_that_cannot_be_opened_is_a_user_error_naming_it() -> None:
     with pytest.raises(StorageError, match="nosuch://bucket/run: cannot open") as info:
         run_location("nosuch://bucket/run")
     assert isinstance(info.value, user_errors())
+
+
+def test_a_run_on_s3_names_its_student_for_evaluate_and_serve(s3) -> None:
+    """`mathdistill evaluate s3://…` and `mathdistill serve s3://…` read a run on the store as
+    they read a local one: its final checkpoint, its training target and decoding, its
+    serving section."""
+    from distill.config import PipelineConfig, dump_config
+    from distill.evaluate.cli import default_out
+    from distill.evaluate.student import first_run_config, resolve_student
+    from serve.app import serve_config_for
+
+    run = run_location(s3.uri("runs", "served"))
+    cfg = PipelineConfig.model_validate({"name": "served", "serve": {"port": 8123},
+                                         "evaluate": {"inference": {"max_new_tokens": 20}}})
+    dump_config(cfg, run / "config.yaml")
+    (run / "manifest.json").write_text(json.dumps(
+        {"format": "mathdistill-run/1", "config": {}, "stages": {}}))
+    (run / "train" / "result.json").write_text(
+        json.dumps({"checkpoint_dir": "train/student/epoch_0002"}))
+    checkpoint = run / "train" / "student" / "epoch_0002"
+    for name in ("config.json", "tokenizer_config.json"):
+        (checkpoint / name).write_text("{}")
+    spec = resolve_student(str(run))
+    assert (spec.name, spec.checkpoint, spec.run_dir) == ("served", str(checkpoint), str(run))
+    assert spec.target == cfg.train.target and spec.inference["max_new_tokens"] == 20
+    by_checkpoint = resolve_student(str(checkpoint))  # a checkpoint inside a run finds the run
+    assert (by_checkpoint.run_dir, by_checkpoint.target) == (str(run), cfg.train.target)
+    assert str(first_run_config([str(run)])) == str(run / "config.yaml")
+    assert serve_config_for([str(run)]).port == 8123
+    assert default_out(checkpoint, run, "gsm8k:test") == run / "evaluations" / "gsm8k-test"
