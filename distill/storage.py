@@ -30,8 +30,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["RemotePath", "StorageError", "StoragePath", "is_remote", "is_uri", "local_copy", "rmtree",
-           "run_location", "upload_dir"]
+__all__ = ["RemotePath", "StorageError", "StoragePath", "is_remote", "is_uri", "local_copy",
+           "rmtree", "run_location", "upload_dir"]
 
 
 class StorageError(ValueError):
@@ -190,7 +190,8 @@ class RemotePath:
         the block ends without an error."""
         if mode in ("r", "rb"):
             data = self.read_bytes()
-            yield io.BytesIO(data) if mode == "rb" else io.StringIO(data.decode(encoding or "utf-8"))
+            yield (io.BytesIO(data) if mode == "rb"
+                   else io.StringIO(data.decode(encoding or "utf-8")))
         elif mode in ("w", "wb"):
             buf = io.BytesIO() if mode == "wb" else io.StringIO()
             yield buf
