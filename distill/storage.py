@@ -102,6 +102,8 @@ class RemotePath:
 
     @property
     def parent(self) -> RemotePath:
+        if "/" not in self.path:  # the bucket is its own parent, as "/" is
+            return self
         cut = len(self.name) + 1
         return RemotePath(self._uri[:-cut], _fs=self.fs, _path=self.path[:-cut])
 
@@ -257,6 +259,7 @@ def upload_dir(local: str | os.PathLike, target: StoragePath) -> None:
     if isinstance(target, RemotePath):
         import pyarrow.fs as pafs
 
+        target.mkdir(parents=True, exist_ok=True)  # a file:// URI needs the folder
         pafs.copy_files(str(Path(local).absolute()), target.path,
                         source_filesystem=pafs.LocalFileSystem(), destination_filesystem=target.fs)
     else:

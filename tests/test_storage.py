@@ -33,6 +33,8 @@ def test_a_uri_is_a_remote_path_and_a_folder_stays_a_path(s3) -> None:
     assert leaf.parent == remote / "evaluate"
     assert leaf.with_name("report.md") == remote / "evaluate" / "report.md"
     assert leaf.relative_to(remote) == "evaluate/report.json"
+    bucket = run_location(s3.uri())
+    assert bucket.parent == bucket and str(remote.parent.parent) == s3.uri()
 
 
 def test_files_and_folders_on_s3(s3) -> None:

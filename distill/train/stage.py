@@ -36,7 +36,7 @@ from distill.resources import StageResources, resources_or_default
 from distill.train.config import TrainConfig
 from distill.train.loop import TRAINER_STATE, train_loop
 from distill.sft.core import STAGE_KEYPOINTS, STAGE_SOLVE
-from distill.storage import StoragePath, is_uri, local_copy, run_location
+from distill.storage import StoragePath, is_uri, local_copy, run_location, upload_dir
 from distill.train.students import get_student
 
 __all__ = ["NEEDS", "WRITES", "RayContext", "TrainResult", "fit", "read_example_rows",
@@ -240,17 +240,14 @@ def stage_initial_student(cfg: TrainConfig, texts: Callable[[], Any], target: st
         return student.prepare(cfg.student, texts, Path(target), seed=cfg.seed)
     import tempfile
 
-    import pyarrow.fs as pafs
-
-    fs, path = pafs.FileSystem.from_uri(target)
-    if fs.get_file_info(path + "/config.json").type != pafs.FileType.NotFound:
+    remote = run_location(target)
+    if (remote / "config.json").exists():
         return target
     with tempfile.TemporaryDirectory() as tmp:
         loc = student.prepare(cfg.student, texts, Path(tmp) / "student_init", seed=cfg.seed)
         if not Path(loc).is_dir():
             return loc  # a hub name: nothing to upload
-        fs.create_dir(path, recursive=True)
-        pafs.copy_files(loc, path, destination_filesystem=fs)
+        upload_dir(loc, remote)
     return target
 
 
@@ -282,8 +279,8 @@ def record_result(result: TrainResult, epochs: int, run_dir: str | Path, out: st
     summary = {"checkpoint_dir": _relative(result.checkpoint_dir, run_dir),
                "phases": result.phases, "epochs": epochs, "final_loss": last.get("loss"),
                "history": result.history}
-    (run_location(out) / TRAIN_RESULT).write_text(json.dumps(summary, indent=2, ensure_ascii=False,
-                                                      default=str))
+    (run_location(out) / TRAIN_RESULT).write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False, default=str))
     return {k: v for k, v in summary.items() if k != "history"}
 
 
