@@ -8,15 +8,19 @@ process drives it over stdin/stdout, one JSON object per line:
     {"quit": true}        -> the whole cluster down
 
 Each answer, and the first line (``{"address": ..., "workers": [...]}``), lists the worker
-nodes as ``{"node_id", "raylet_pid"}``. :class:`MultiNodeCluster` is the test side.
+nodes as ``{"node_id", "raylet_pid"}``. :class:`MultiNodeCluster` is the test side. The cluster
+keeps its sessions and its address file in a temporary folder of its own (``RAY_TMPDIR``): it
+never touches another Ray's ``/tmp/ray`` (a developer's own cluster, the suite's session Ray).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 WORKER_CPUS = 1
@@ -109,23 +113,24 @@ class MultiNodeCluster:
         return None
 
     def __enter__(self) -> "MultiNodeCluster":
+        self.tmp = tempfile.mkdtemp(prefix="mdc", dir="/tmp")  # short: Ray's socket paths
         self._proc = subprocess.Popen(
             [sys.executable, __file__, str(self.n_workers)], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env={**os.environ, "RAY_ADDRESS": ""})
+            env={**os.environ, "RAY_ADDRESS": "", "RAY_TMPDIR": self.tmp})
         self.address = self._answer()["address"]
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._proc is None or self._proc.poll() is not None:
-            return
-        try:
-            self._proc.stdin.write(json.dumps({"quit": True}) + "\n")  # type: ignore[union-attr]
-            self._proc.stdin.flush()  # type: ignore[union-attr]
-            self._proc.wait(60)
-        except (OSError, subprocess.TimeoutExpired):
-            self._proc.kill()
-            self._proc.wait(10)
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                self._proc.stdin.write(json.dumps({"quit": True}) + "\n")  # type: ignore[union-attr]
+                self._proc.stdin.flush()  # type: ignore[union-attr]
+                self._proc.wait(60)
+            except (OSError, subprocess.TimeoutExpired):
+                self._proc.kill()
+                self._proc.wait(10)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
