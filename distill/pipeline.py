@@ -318,12 +318,16 @@ def stages_for(config: PipelineConfig) -> list[Stage]:
               _evaluate_stage, code=("distill.pipeline", "distill.evaluate.stage")),
     ]
     # each round depends on the one before it (the key chain) and on everything the first
-    # student did; resumable: its decoded files and examples are kept, training resumes
+    # student did, not on how many rounds follow it (a run given one more round keeps those it
+    # has); resumable: its decoded files and examples are kept, training resumes
+    def round_section(model: Any) -> Any:
+        return {k: v for k, v in dump(model).items() if k != "rounds"}
+
     for name in _round_names(config):
         kind = name.rsplit("_", 1)[0]  # refine | fdd
         stages.append(Stage(
             name, lambda c, name=name, kind=kind: {
-                kind: dump(getattr(c, kind)), "round": int(name.rsplit("_", 1)[1]),
+                kind: round_section(getattr(c, kind)), "round": int(name.rsplit("_", 1)[1]),
                 "train": dump(c.train), "evaluate": dump(c.evaluate),
                 **({"constants": c.search.constant_texts()} if kind == "refine" else {}),
                 # a language model's new problems are labelled by the search (equation

@@ -99,6 +99,31 @@ def test_every_stage_has_a_config_section() -> None:
         assert isinstance(stage.section(search), dict), stage.name
 
 
+def test_a_round_key_does_not_depend_on_how_many_rounds_follow() -> None:
+    """One more round added to a finished run runs that round only; any other change to the
+    rounds' section changes every round's key."""
+    from distill.fdd.config import FDDConfig
+    from distill.refine.config import RefineConfig
+
+    def keys(refine: dict, fdd: dict) -> dict[str, str]:
+        config = PipelineConfig(name="r", refine=RefineConfig(**refine), fdd=FDDConfig(**fdd))
+        out, key = {}, ""
+        for stage in stages_for(config):
+            key, _ = stage.key(config, key)
+            out[stage.name] = key
+        return out
+
+    two = keys({"rounds": 2}, {"rounds": 1})
+    three = keys({"rounds": 3}, {"rounds": 1})
+    assert [k for k in three if k not in two] == ["refine_3"]
+    assert {k: three[k] for k in ("refine_1", "refine_2")} == \
+        {k: two[k] for k in ("refine_1", "refine_2")}
+    assert three["fdd_1"] != two["fdd_1"]  # it follows refine_3 now: the chain
+    assert keys({"rounds": 2}, {"rounds": 2})["fdd_1"] == two["fdd_1"]
+    other = keys({"rounds": 2, "epochs": 4}, {"rounds": 1})
+    assert other["refine_1"] != two["refine_1"] and other["evaluate"] == two["evaluate"]
+
+
 def test_cluster_manifests_run_existing_entry_points() -> None:
     import yaml
 
