@@ -18,7 +18,7 @@ __all__ = ["read_jsonl", "write_atomic", "write_jsonl", "write_parquet_once"]
 def write_atomic(path: StoragePath, text: str) -> None:
     """``text`` at ``path``, atomically (a kill never leaves half a file)."""
     if is_remote(path):
-        path.write_text(text)  # one PUT
+        path.write_text(text)  # written whole (distill.storage.write_whole)
         return
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -45,8 +45,12 @@ def write_parquet_once(path: StoragePath, rows: list[dict[str, Any]], schema: An
 
     if path.is_file():
         return
-    if is_remote(path):
-        pq.write_table(to_table(rows, schema), path.path, filesystem=path.fs)  # one PUT
+    if is_remote(path):  # written whole: one PUT (or a rename on a file:// URI)
+        import pyarrow as pa
+
+        buffer = pa.BufferOutputStream()
+        pq.write_table(to_table(rows, schema), buffer)
+        path.write_bytes(buffer.getvalue().to_pybytes())
         return
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(to_table(rows, schema), tmp)

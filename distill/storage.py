@@ -11,8 +11,10 @@ themselves. The few operations ``Path`` has no method for go through this module
 :func:`rmtree`, :func:`local_copy` (a folder Hugging Face can load), :func:`upload_dir`.
 
 Object stores have no rename: ``replace`` copies, and a single ``write_*`` is one PUT, which is
-atomic (readers see the whole object or none), so :func:`distill.fileio.write_atomic` writes a
-remote file directly. Credentials and endpoints come from the environment the way ``pyarrow.fs``
+atomic (readers see the whole object or none); on a local filesystem named by a URI
+(``file://``) it is a temporary file and a rename (:func:`write_whole`, also what the
+generation stage's shards use), so :func:`distill.fileio.write_atomic` writes any
+``RemotePath`` directly. Credentials and endpoints come from the environment the way ``pyarrow.fs``
 reads them (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL`` for an S3-compatible server such as
 MinIO, ``GOOGLE_APPLICATION_CREDENTIALS``); a job on a cluster passes them to every node in its
 runtime environment's ``env_vars``. Standard library and pyarrow only.
@@ -27,11 +29,12 @@ import os
 import posixpath
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["RemotePath", "StorageError", "StoragePath", "is_remote", "is_uri", "local_copy",
-           "rmtree", "run_location", "upload_dir"]
+           "rmtree", "run_location", "upload_dir", "write_whole"]
 
 
 class StorageError(ValueError):
@@ -179,8 +182,7 @@ class RemotePath:
         return self.read_bytes().decode(encoding)
 
     def write_bytes(self, data: bytes) -> int:
-        with self.fs.open_output_stream(self.path) as f:  # one PUT: all of it or nothing
-            f.write(data)
+        write_whole(self.fs, self.path, data)
         return len(data)
 
     def write_text(self, text: str, encoding: str = "utf-8") -> int:
@@ -212,6 +214,24 @@ class RemotePath:
     def replace(self, target: RemotePath) -> RemotePath:
         self.fs.move(self.path, target.path)  # a copy then a delete on object stores
         return target
+
+
+def write_whole(fs: Any, path: str, data: bytes) -> None:
+    """``data`` at ``path`` on the pyarrow filesystem ``fs``, all of it or nothing: on a local
+    filesystem a hidden temporary file beside the target (``.<name>.<hex>.tmp``), then a rename;
+    on an object store one PUT, which readers see whole or not at all."""
+    import pyarrow.fs as pafs
+
+    if isinstance(fs, pafs.LocalFileSystem):
+        folder, name = posixpath.split(path)
+        fs.create_dir(folder, recursive=True)
+        tmp = f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        with fs.open_output_stream(tmp) as f:
+            f.write(data)
+        fs.move(tmp, path)
+    else:
+        with fs.open_output_stream(path) as f:
+            f.write(data)
 
 
 #: A run's path: local, or on an object store.

@@ -52,7 +52,6 @@ import hashlib
 import json
 import os
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
@@ -70,6 +69,7 @@ from distill.generate.core import (
     work_items,
 )
 from distill.resources import StageResources, resources_or_default
+from distill.storage import is_remote, run_location, write_whole
 
 if TYPE_CHECKING:
     from distill.sandbox import SandboxConfig
@@ -237,16 +237,14 @@ class _Existing:
 class OutputStore:
     """The stage's output folder (local or any pyarrow filesystem URI)."""
 
-    def __init__(self, out_dir: str | os.PathLike):
+    def __init__(self, out_dir: Any):
         from pyarrow import fs as pafs
 
-        out = str(out_dir)
-        if "://" in out:
-            self.fs, self.root = pafs.FileSystem.from_uri(out)
-            self.local = isinstance(self.fs, pafs.LocalFileSystem)
-        else:
-            self.fs, self.root, self.local = pafs.LocalFileSystem(), os.path.abspath(out), True
-        self.uri = out
+        where = run_location(out_dir)
+        self.fs, self.root = ((where.fs, where.path) if is_remote(where)
+                              else (pafs.LocalFileSystem(), os.path.abspath(where)))
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.uri = str(out_dir)
         self.shards_dir = f"{self.root}/{RATIONALES}"
         self._made = False
 
@@ -258,14 +256,7 @@ class OutputStore:
     # -- small files
     def _write_bytes(self, path: str, data: bytes) -> None:
         self._ensure_dirs()
-        if self.local:
-            tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp"
-            with self.fs.open_output_stream(tmp) as f:
-                f.write(data)
-            self.fs.move(tmp, path)  # rename: atomic on a local filesystem
-        else:
-            with self.fs.open_output_stream(path) as f:  # one PUT: atomic on object stores
-                f.write(data)
+        write_whole(self.fs, path, data)
 
     def _read_json(self, name: str) -> dict[str, Any] | None:
         from pyarrow import fs as pafs
@@ -344,13 +335,9 @@ class OutputStore:
         """Write one shard atomically; returns its name."""
         self._ensure_dirs()
         name = f"part-{run:05d}-{seq:06d}.parquet"
-        path = f"{self.shards_dir}/{name}"
-        if self.local:
-            tmp = f"{self.shards_dir}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-            pq.write_table(table, tmp, filesystem=self.fs)
-            self.fs.move(tmp, path)
-        else:
-            pq.write_table(table, path, filesystem=self.fs)
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer)
+        self._write_bytes(f"{self.shards_dir}/{name}", buffer.getvalue().to_pybytes())
         return name
 
     def compact(self) -> int:
