@@ -175,7 +175,7 @@ def _sft_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> di
 def _train_stage(config: PipelineConfig, run_dir: Path, out: Path, log: Log) -> dict[str, Any]:
     from distill.train.stage import fit, record_result
 
-    result = fit(config.train, str(run_dir / "sft" / "examples.parquet"), storage_path=out,
+    result = fit(config.train, run_dir / "sft" / "examples.parquet", storage_path=out,
                  resources=config.ray.for_stage("train"), log=log)
     return record_result(result, config.train.epochs, run_dir, out)
 

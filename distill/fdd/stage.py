@@ -134,7 +134,7 @@ def fdd_round(
         examples_file = out / "examples.parquet"
         if not examples_file.is_file():
             before = (run_dir / f"fdd_{round_no - 1}" if round_no > 1 else run_dir / "sft")
-            write_parquet_once(examples_file, read_example_rows(str(before / "examples.parquet"))
+            write_parquet_once(examples_file, read_example_rows(before / "examples.parquet")
                                + rationale_examples(new, target, pipeline.sft.max_per_problem),
                                SFT_WRITES)
         trained, report = retrain_and_evaluate(

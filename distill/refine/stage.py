@@ -142,7 +142,7 @@ def retrain_and_evaluate(examples_file: Path, round_name: str, epochs: int | Non
     from distill.train.stage import fit, record_result
 
     train_cfg = retrain_config(pipeline.train, round_name, epochs, start_from)
-    result = fit(train_cfg, str(examples_file), storage_path=out / "train",
+    result = fit(train_cfg, examples_file, storage_path=out / "train",
                  resources=pipeline.ray.for_stage("train"), log=log)
     trained = record_result(result, train_cfg.epochs, run_dir, out / "train")
     report = evaluate_student(result.checkpoint_dir, eval_sets, pipeline.train.target,

@@ -36,7 +36,14 @@ from distill.resources import StageResources, resources_or_default
 from distill.train.config import TrainConfig
 from distill.train.loop import TRAINER_STATE, train_loop
 from distill.sft.core import STAGE_KEYPOINTS, STAGE_SOLVE
-from distill.storage import StoragePath, is_uri, local_copy, run_location, upload_dir
+from distill.storage import (
+    RemotePath,
+    StoragePath,
+    is_uri,
+    local_copy,
+    run_location,
+    upload_dir,
+)
 from distill.train.students import get_student
 
 __all__ = ["NEEDS", "WRITES", "RayContext", "TrainResult", "fit", "read_example_rows",
@@ -114,10 +121,12 @@ def _worker(config: dict[str, Any]) -> None:
         train_loop(cfg, str(init), config["examples"], RayContext(), config.get("tensorboard_dir"))
 
 
-def read_example_rows(examples: str | os.PathLike | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The examples as rows; ValueError naming the :data:`NEEDS` columns they lack (a file's
-    own columns are checked, even when it has no rows)."""
-    if isinstance(examples, (str, os.PathLike)):
+def read_example_rows(examples: str | os.PathLike | RemotePath | Sequence[Mapping[str, Any]]
+                      ) -> list[dict[str, Any]]:
+    """The examples as rows (a Parquet file, local or on an object store, or the rows
+    themselves); ValueError naming the :data:`NEEDS` columns they lack (a file's own columns
+    are checked, even when it has no rows)."""
+    if isinstance(examples, (str, os.PathLike, RemotePath)):
         import pyarrow.parquet as pq
 
         table = pq.read_table(str(examples))
@@ -149,7 +158,7 @@ def scaling_config(cfg: TrainConfig, resources: StageResources | None):
 
 def fit(
     cfg: TrainConfig,
-    examples: str | os.PathLike | Sequence[Mapping[str, Any]],
+    examples: str | os.PathLike | RemotePath | Sequence[Mapping[str, Any]],
     *,
     storage_path: str | os.PathLike | None = None,
     resources: StageResources | None = None,
