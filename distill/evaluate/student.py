@@ -124,8 +124,8 @@ def resolve_student(location: str | Path, name: str | None = None) -> StudentSpe
     elif is_student_dir(path):
         checkpoint = path
         # the run it was trained in, when it sits in one (RUN/train/student/epoch_N)
-        above = path.parent.parent.parent if len(str(path).split("/")) > 3 else None
-        run = above if above is not None and run_config_file(above) else None
+        above = path.parent.parent.parent  # the root (a bucket) is its own parent
+        run = above if run_config_file(above) else None
     else:
         raise ConfigError(f"{text}: neither a run directory (no manifest.json) nor a student "
                           "checkpoint (no config.json and tokenizer_config.json)")
