@@ -146,6 +146,8 @@ class Solver:
     # ---------------------------------------------------------------- decoding
     def _config_for(self, params: SolveParams) -> InferenceConfig:
         update: dict[str, Any] = {"num_samples": params.num_samples}
+        if params.num_samples > 1:
+            update["num_beams"] = 1  # samples voted, not the configured beam
         greedy = params.temperature == 0 or (params.temperature is None
                                              and params.num_samples == 1)
         if greedy:

@@ -61,6 +61,16 @@ def test_majority_vote_over_samples() -> None:
     assert summarize([scored])["decoding"] == "maj@5"
 
 
+def test_one_decoding_per_config_and_its_name_in_the_report() -> None:
+    from distill.evaluate.config import InferenceConfig
+
+    with pytest.raises(ValueError, match="not both"):
+        InferenceConfig(num_beams=4, num_samples=2)
+    (scored,) = score_problems([_p("p/1", "d", "6", "6")])
+    assert summarize([scored], num_beams=4)["decoding"] == "beam@4"
+    assert summarize([scored])["decoding"] == "greedy"
+
+
 def test_write_report_with_comparison(tmp_path: Path) -> None:
     report = summarize(score_problems(PREDICTIONS))
     previous = {"accuracy": 0.5, "per_dataset": {"a": {"accuracy": 0.5, "n": 3}}}

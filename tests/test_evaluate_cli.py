@@ -80,6 +80,19 @@ def test_a_run_s_student_on_a_file_of_problems(ray_local, tmp_path: Path, monkey
     assert [p["output"] for p in preds] == [o[0] for o in outputs]
     assert report["target"] == "equation_prefix"
 
+    # --num-beams: the beam's best output, under the same grammar (its own report folder)
+    beam_out = tmp_path / "beam"
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(data), "--json",
+                                      "--num-beams", "3", "--out", str(beam_out)])
+    assert result.exit_code == 0, result.output
+    beam_report = json.loads(result.output.strip().splitlines()[-1])
+    assert beam_report["decoding"] == "beam@3" and report["decoding"] == "greedy"
+    beam_cfg = InferenceConfig(max_new_tokens=8, num_beams=3)
+    beams = generate(str(ckpt), [r["masked_question"] for r in rows], beam_cfg,
+                     grammars_for("equation_prefix", rows, beam_cfg))
+    assert [json.loads(line)["output"] for line in (beam_out / "predictions.jsonl").open()] \
+        == [o[0] for o in beams]
+
 
 def test_bad_students_and_data_are_named(tmp_path: Path) -> None:
     runner = CliRunner()

@@ -87,7 +87,8 @@ def test_an_untrained_student_writes_only_well_formed_equations(tmp_path: Path, 
     where, problems = _tiny_equation_student(tmp_path, arch)
     sources = [p["masked_question"] for p in problems]
     for config in (InferenceConfig(max_new_tokens=12, batch_size=5),
-                   InferenceConfig(max_new_tokens=12, num_samples=3, seed=2)):
+                   InferenceConfig(max_new_tokens=12, num_samples=3, seed=2),
+                   InferenceConfig(max_new_tokens=12, batch_size=5, num_beams=3)):
         free = generate(where, sources, config)
         assert sum(equation_answer(o, p["quantities"])[1] == "unparsable"
                    for outs, p in zip(free, problems) for o in outs) > len(problems) // 2

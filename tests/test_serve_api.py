@@ -178,6 +178,16 @@ def test_samples_are_voted_and_requests_with_other_params_decode_apart() -> None
     assert calls[0][1].num_samples == 1 and copies["votes"] == {"7": 3}
 
 
+def test_a_student_with_a_beam_decodes_by_it_unless_samples_are_asked_for() -> None:
+    calls: list = []
+    spec = StudentSpec(name="m", checkpoint="/nonexistent", target="equation_prefix",
+                       inference=InferenceConfig(max_new_tokens=16, num_beams=5).model_dump())
+    solver = Solver(spec, generate=_scripted({Q1_MASKED: ["+ N0 N1", "+ N1 N0"]}, calls))
+    solver.solve([SolveItem(Q1), SolveItem(Q1, params=SolveParams(num_samples=4)),
+                  SolveItem(Q1, params=SolveParams(num_samples=2, temperature=0))])
+    assert [(c[1].num_samples, c[1].num_beams) for c in calls] == [(1, 5), (4, 1), (1, 1)]
+
+
 def test_stop_cuts_the_output_before_it_is_read() -> None:
     solver = Solver(_spec("cot"), generate=_scripted(
         {Q1: ["3 + 4 = 7. The answer is 7.\n\nNext question: 9"]}))

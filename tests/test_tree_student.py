@@ -89,6 +89,49 @@ def test_untrained_outputs_are_well_formed_over_the_questions_quantities(num_sam
     assert not [r for r in rows if r["error"] == "unparsable"]
 
 
+def _beam_inputs(n: int):
+    problems = _problems(n, "test")
+    model, tok = get_student("scratch").build(_config().student, _texts(_sft(_problems(24))))
+    torch.manual_seed(5)  # an untrained decoder with spread-out scores: beams differ
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.5)
+    batch = tok([p["masked_question"] for p in problems], padding=True, return_tensors="pt")
+    return problems, model.eval(), tok, batch["input_ids"], batch["attention_mask"]
+
+
+def test_beam_search_finds_trees_at_least_as_likely_as_greedy_in_order() -> None:
+    """A beam of one is greedy decoding; a wider beam keeps distinct well-formed trees per
+    input, most likely first, the first at least as likely as greedy's (scores under the
+    decoding rules), and returns the ``k`` best as rows of token ids."""
+    problems, model, tok, ids, mask = _beam_inputs(24)
+    greedy = model.generate(ids, mask, max_new_tokens=12)
+    one = model._beam_trees(ids, mask.bool(), 12, 1)
+    assert tok.batch_decode(model._token_rows([t[0][1] for t in one], "cpu"),
+                            skip_special_tokens=True) == tok.batch_decode(
+        greedy, skip_special_tokens=True)
+    wide = model._beam_trees(ids, mask.bool(), 12, 4)
+    assert sum(w[0][1] != o[0][1] for w, o in zip(wide, one)) >= 3  # the search changes answers
+    for p, trees, (greedy_score, _) in zip(problems, wide, (t[0] for t in one)):
+        scores = [score for score, _ in trees]
+        assert scores == sorted(scores, reverse=True) and scores[0] >= greedy_score - 1e-5
+        assert len(trees) == 4 and len({tuple(c) for _, c in trees}) == 4
+    k = 3
+    rows = tok.batch_decode(model.generate(ids, mask, max_new_tokens=12, num_beams=4,
+                                           num_return_sequences=k), skip_special_tokens=True)
+    assert len(rows) == k * len(problems)
+    for i, p in enumerate(problems):
+        assert rows[i * k: (i + 1) * k] == tok.batch_decode(
+            model._token_rows([c for _, c in wide[i][:k]], "cpu"), skip_special_tokens=True)
+        for text in rows[i * k: (i + 1) * k]:
+            assert len(text.split()) <= 11, text
+            assert set(placeholders(parse_prefix(text))) <= set(range(len(p["quantities"])))
+    with pytest.raises(ValueError, match="num_return_sequences"):
+        model.generate(ids, mask, num_beams=2, num_return_sequences=3)
+    with pytest.raises(ValueError, match="not both"):
+        model.generate(ids, mask, num_beams=2, do_sample=True)
+
+
 def test_training_targets_it_cannot_represent_give_no_loss() -> None:
     rows = _sft(_problems(8))
     cfg = _config()

@@ -44,6 +44,9 @@ def evaluate_command(
     num_samples: Optional[int] = typer.Option(
         None, "--num-samples", "-k", help=field_help(InferenceConfig, "num_samples",
                                                       "evaluate.inference.")),
+    num_beams: Optional[int] = typer.Option(
+        None, "--num-beams", "-b", help=field_help(InferenceConfig, "num_beams",
+                                                    "evaluate.inference.")),
     ray_config: Optional[Path] = typer.Option(None, "--ray", help=RAY_HELP + " Default: the "
                                               "run's own ray section, else a local Ray."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
@@ -68,8 +71,11 @@ def evaluate_command(
     run_dir = run_location(spec.run_dir) if spec.run_dir else None
     run_config = run_dir / "config.yaml" if run_dir is not None else None
     inference = dict(spec.inference)
+    # a flag given replaces the run's choice of the other decoding (samples or a beam)
     if num_samples is not None:
-        inference["num_samples"] = num_samples
+        inference.update(num_samples=num_samples, num_beams=num_beams or 1)
+    elif num_beams is not None:
+        inference.update(num_beams=num_beams, num_samples=1)
     try:
         config = EvaluateConfig(inference=InferenceConfig.model_validate(inference))
         ray_cfg = (load_config(ray_config, RayConfig) if ray_config is not None

@@ -235,10 +235,10 @@ def grammar_logits_processor(pieces: TokenPieces, grammars: Sequence[PrefixGramm
                              rows_per_source: int, prompt_width: int, max_new_tokens: int):
     """A ``transformers`` ``LogitsProcessor`` constraining each generated row to its source's
     grammar (row ``r`` decodes source ``r // rows_per_source``, as ``generate`` expands
-    ``num_return_sequences``). ``prompt_width``: tokens in ``input_ids`` before the generated
-    ones (a decoder-only model's padded prompt; 1 for an encoder-decoder model, its decoder
-    start token). Greedy or sampled decoding only (rows are never reordered, so each row's
-    state follows its own last token; beam search would reorder them).
+    ``num_return_sequences``, or ``num_beams`` under beam search). ``prompt_width``: tokens in
+    ``input_ids`` before the generated ones (a decoder-only model's padded prompt; 1 for an
+    encoder-decoder model, its decoder start token). A row's state is found from its whole
+    generated prefix, so greedy, sampled and beam decoding (which reorders rows) all work.
 
     The allowed tokens depend only on the grammar, the state and the tokens left (capped at
     what the state could need), so each such key's mask is computed once and reused."""
@@ -260,21 +260,27 @@ def grammar_logits_processor(pieces: TokenPieces, grammars: Sequence[PrefixGramm
 
     class _Grammar(LogitsProcessor):
         def __init__(self) -> None:
-            self.states: list[PrefixState] = []
+            # (source, generated tokens) -> grammar state; keyed by the whole prefix, so a
+            # beam search reordering rows between steps finds each row's state all the same
+            self.states: dict[tuple[int, tuple[int, ...]], PrefixState] = {}
+
+        def state(self, source: int, prefix: tuple[int, ...]) -> PrefixState:
+            key = (source, prefix)
+            if key not in self.states:
+                grammar = grammars[source]
+                self.states[key] = (grammar.start() if not prefix else pieces.next_state(
+                    grammar, self.state(source, prefix[:-1]), prefix[-1]))
+            return self.states[key]
 
         def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor):
-            generated = input_ids.shape[1] - prompt_width
-            rows = input_ids.shape[0]
-            if generated <= 0 or len(self.states) != rows:
-                self.states = [grammars[r // rows_per_source].start() for r in range(rows)]
-            else:
-                last = input_ids[:, -1].tolist()
-                for r, token in enumerate(last):
-                    self.states[r] = pieces.next_state(grammars[r // rows_per_source],
-                                                       self.states[r], token)
-            left = max_new_tokens - max(generated, 0) - 1
-            return scores + torch.stack([
-                row_mask(grammars[r // rows_per_source], self.states[r], left, scores[r])
-                for r in range(rows)])
+            generated = max(input_ids.shape[1] - prompt_width, 0)
+            prefixes = [tuple(row[input_ids.shape[1] - generated:]) for row in input_ids.tolist()]
+            left = max_new_tokens - generated - 1
+            masks = []
+            for r, prefix in enumerate(prefixes):
+                source = r // rows_per_source
+                masks.append(row_mask(grammars[source], self.state(source, prefix), left,
+                                      scores[r]))
+            return scores + torch.stack(masks)
 
     return _Grammar()

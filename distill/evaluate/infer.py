@@ -120,7 +120,8 @@ def generate(
     grammars: Sequence[PrefixGrammar] | None = None,
 ) -> list[list[str]]:
     """``config.num_samples`` decoded outputs per source (greedy when 1, else sampled with
-    ``temperature`` / ``top_p``, seeded). Sources are batched by length for speed.
+    ``temperature`` / ``top_p``, seeded; ``config.num_beams > 1``: the beam search's best
+    output). Sources are batched by length for speed.
 
     ``grammars`` (one per source, :func:`grammars_for`): each output is decoded under its
     source's equation grammar (:mod:`distill.evaluate.grammar`), so it is well-formed."""
@@ -140,6 +141,7 @@ def generate(
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     k = config.num_samples
     sample = k > 1
+    beams = 1 if sample else config.num_beams  # (a sampled copy of a beam config samples)
     pad = tokenizer.pad_token_id
     out: list[list[str]] = [[] for _ in prompts]
     torch.manual_seed(config.seed)
@@ -163,10 +165,11 @@ def generate(
             if sample:
                 kwargs.update(temperature=config.temperature, top_p=config.top_p)
             else:
-                kwargs.update(num_beams=1)
+                kwargs.update(num_beams=beams)
             if grammars is not None:
                 kwargs["logits_processor"] = LogitsProcessorList([grammar_logits_processor(
-                    _token_pieces(tokenizer), [grammars[i] for i in idx], rows_per_source=k,
+                    _token_pieces(tokenizer), [grammars[i] for i in idx],
+                    rows_per_source=max(k, beams),
                     prompt_width=1 if encoder_decoder else width,
                     max_new_tokens=config.max_new_tokens)])
             gen = model.generate(**kwargs)

@@ -90,8 +90,9 @@ def _accuracy(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"accuracy": round(correct / n, 6) if n else 0.0, "n": n, "correct": correct}
 
 
-def summarize(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The report: overall accuracy, per dataset, per gold operator count, error kinds."""
+def summarize(scored: Sequence[Mapping[str, Any]], num_beams: int = 1) -> dict[str, Any]:
+    """The report: overall accuracy, per dataset, per gold operator count, error kinds, and
+    the decoding (``greedy``, ``beam@<num_beams>`` or ``maj@<k>``)."""
     per_dataset: dict[str, list] = defaultdict(list)
     per_ops: dict[str, list] = defaultdict(list)
     for r in scored:
@@ -100,7 +101,8 @@ def summarize(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     samples = {r["samples"] for r in scored}
     return {
         **_accuracy(scored),
-        "decoding": "greedy" if samples <= {1} else f"maj@{max(samples)}",
+        "decoding": (f"maj@{max(samples)}" if not samples <= {1}
+                     else f"beam@{num_beams}" if num_beams > 1 else "greedy"),
         "per_dataset": {k: _accuracy(v) for k, v in sorted(per_dataset.items())},
         "per_ops": {k: _accuracy(v) for k, v in sorted(per_ops.items(), key=lambda kv: _ops_key(kv[0]))},
         "errors": dict(Counter(r["error"] for r in scored if r["error"]).most_common()),

@@ -154,7 +154,7 @@ def evaluate_student(
     outputs = generate_on_ray(str(student_dir), rows, target, config, resources)
     gen_s = time.perf_counter() - t0
     preds = predictions(rows, outputs, target, sandbox)
-    report = summarize(score_problems(preds))
+    report = summarize(score_problems(preds), config.inference.num_beams)
     report.update({"student": str(student_dir), "target": target, "sets": chosen,
                    "generation_s": round(gen_s, 3),
                    "problems_per_s": round(len(rows) / gen_s, 2) if gen_s > 0 else None})

@@ -71,7 +71,8 @@ def sample_on_ray(student: str | Path, rows: Sequence[Mapping[str, Any]], k: int
     if not rows:
         return []
     inference = pipeline.evaluate.inference.model_copy(update={
-        "num_samples": k, "temperature": temperature, "top_p": top_p, "seed": seed,
+        "num_samples": k, "num_beams": 1, "temperature": temperature, "top_p": top_p,
+        "seed": seed,
         "constrain_equations": True})
     return generate_on_ray(str(student), list(rows), pipeline.train.target,
                            EvaluateConfig(inference=inference),

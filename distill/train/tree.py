@@ -17,8 +17,9 @@ evaluation, refinement and serving treat it like the T5 student:
   are the tokenizer's ids of the prefix target (``* N0 N1`` then eos; ``-100`` padding), each
   token one symbol.
 * ``generate(input_ids, attention_mask, max_new_tokens, num_return_sequences, do_sample,
-  temperature, top_p)`` returns token ids (symbols, then eos, then padding) that the tokenizer
-  decodes to ``* N0 N1``. Greedy when ``do_sample`` is false. Other generation arguments
+  temperature, top_p, num_beams)`` returns token ids (symbols, then eos, then padding) that the
+  tokenizer decodes to ``* N0 N1``. Greedy when ``do_sample`` is false and ``num_beams`` 1; a
+  beam search over trees when ``num_beams > 1``. Other generation arguments
   (``logits_processor``: the equation grammar is redundant here) are accepted and ignored.
 
 Its tokenizer (:func:`train_word_tokenizer`) is word-level: words, punctuation marks and numbers
@@ -466,48 +467,79 @@ class TreeModel(PreTrainedModel):
         return Seq2SeqLMOutput(loss=loss)
 
     # --------------------------------------------------------------------- decoding
+    def _decoding_logits(self, enc: _Encoded, goal_stacks: list[list[torch.Tensor]],
+                         open_stacks: list[list[_Open]], t: int, equations: torch.Tensor,
+                         has_x: Sequence[bool], limit: int, arity: torch.Tensor):
+        """Step ``t``'s class logits of rows being decoded (``-inf`` where a class would break
+        the tree: an ``=`` below the root, ``x`` outside an equation, the last leaf of an
+        equation without ``x`` that is not ``x``, or an operator whose goals could not all be
+        filled within ``limit`` symbols), their node vectors and contexts, and which rows are
+        *stuck* (no class at all: no quantity and no constant; their logits are 0)."""
+        problem = enc.problem
+        goals = torch.stack([s[-1] if s else problem.new_zeros(problem.size(-1))
+                             for s in goal_stacks])
+        lefts, has_left = self._lefts(open_stacks, problem)
+        logits, node, context = self._predict(goals, lefts, has_left, enc)
+        needs_x = torch.tensor([e and not x and len(g) == 1 for e, x, g in
+                                zip(equations.tolist(), has_x, goal_stacks)],
+                               device=logits.device)
+        logits = self._equation_rules(logits, t, equations, needs_x)
+        # after this step a row has (goals - 1 + arity) open goals; each needs a step
+        goals_open = torch.tensor([len(s) for s in goal_stacks], device=logits.device)
+        fits = (goals_open.unsqueeze(1) - 1 + arity.unsqueeze(0)) <= (limit - t - 1)
+        logits = logits.masked_fill(~fits, float("-inf"))
+        stuck = ~logits.isfinite().any(-1)
+        return logits.masked_fill(stuck.unsqueeze(-1), 0.0), node, context, stuck
+
+    def _arity(self, enc: _Encoded) -> torch.Tensor:
+        return torch.tensor([2] * self.n_binary + [1] * (self.n_ops - self.n_binary)
+                            + [0] * enc.allowed.size(1), device=enc.problem.device)
+
+    def _token_rows(self, chosen: Sequence[Sequence[int]], device: Any) -> torch.Tensor:
+        """Each row's classes as token ids, then eos, then padding."""
+        pad, eos = self.config.pad_token_id, self.config.eos_token_id
+        width = max(len(c) for c in chosen) + 1
+        out = torch.full((len(chosen), width), pad, dtype=torch.long)
+        for b, c in enumerate(chosen):
+            ids = self.token_of_class[torch.tensor(c, dtype=torch.long)].tolist() if c else []
+            out[b, : len(ids) + 1] = torch.tensor(ids + [eos])
+        return out.to(device)
+
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  max_new_tokens: int = 32, num_return_sequences: int = 1,
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                 **unused: Any) -> torch.Tensor:
+                 num_beams: int = 1, **unused: Any) -> torch.Tensor:
         """Token ids [B * k, L]: each row's prefix symbols, eos, then padding. ``k`` rows per
-        input (``num_return_sequences``), consecutive; greedy unless ``do_sample``. An
+        input (``num_return_sequences``), consecutive; greedy unless ``do_sample`` or
+        ``num_beams > 1`` (beam search: :meth:`_beam_search`, ``k <= num_beams``). An
         operator is chosen only while the steps left can still close the tree, so every row
         ends within ``max_new_tokens - 1`` symbols."""
-        k = num_return_sequences
         if attention_mask is None:
             attention_mask = input_ids.ne(self.config.pad_token_id)
+        if num_beams > 1:
+            if do_sample:
+                raise ValueError("the tree student samples or searches a beam, not both")
+            return self._beam_search(input_ids, attention_mask, max_new_tokens, num_beams,
+                                     num_return_sequences)
+        k = num_return_sequences
         input_ids = input_ids.repeat_interleave(k, 0)
         attention_mask = attention_mask.repeat_interleave(k, 0)
         enc = self._encode(input_ids, attention_mask)
-        problem, device = enc.problem, input_ids.device
         batch = input_ids.size(0)
-        goal_stacks = [[problem[b]] for b in range(batch)]
+        goal_stacks = [[enc.problem[b]] for b in range(batch)]
         open_stacks: list[list[_Open]] = [[] for _ in range(batch)]
         chosen: list[list[int]] = [[] for _ in range(batch)]
         limit = max(1, max_new_tokens - 1)
-        equations = torch.zeros(batch, dtype=torch.bool, device=device)
+        equations = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
         has_x = [False] * batch
-        arity = torch.tensor([2] * self.n_binary + [1] * (self.n_ops - self.n_binary)
-                             + [0] * enc.allowed.size(1), device=device)
+        arity = self._arity(enc)
         for t in range(limit):
             active = [bool(s) for s in goal_stacks]
             if not any(active):
                 break
-            goals = torch.stack([s[-1] if s else problem.new_zeros(problem.size(-1))
-                                 for s in goal_stacks])
-            lefts, has_left = self._lefts(open_stacks, problem)
-            logits, node, context = self._predict(goals, lefts, has_left, enc)
-            needs_x = torch.tensor([e and not x and len(g) == 1 for e, x, g in
-                                    zip(equations.tolist(), has_x, goal_stacks)], device=device)
-            logits = self._equation_rules(logits, t, equations, needs_x)
-            # after this step a row has (goals - 1 + arity) open goals; each needs a step
-            goals_open = torch.tensor([len(s) for s in goal_stacks], device=device)
-            fits = (goals_open.unsqueeze(1) - 1 + arity.unsqueeze(0)) <= (limit - t - 1)
-            logits = logits.masked_fill(~fits, float("-inf"))
-            stuck = ~logits.isfinite().any(-1)  # no leaf at all (no quantity, no constant)
-            logits = logits.masked_fill(stuck.unsqueeze(-1), 0.0)
+            logits, node, context, stuck = self._decoding_logits(
+                enc, goal_stacks, open_stacks, t, equations, has_x, limit, arity)
             if do_sample:
                 cls = _sample(logits, temperature, top_p)
             else:
@@ -524,13 +556,92 @@ class TreeModel(PreTrainedModel):
                     chosen[b].append(c)
                     has_x[b] = has_x[b] or c == self.unknown_class
             self._step(cls_list, goal_stacks, open_stacks, node, context, enc.candidates)
-        pad, eos = self.config.pad_token_id, self.config.eos_token_id
-        width = max(len(c) for c in chosen) + 1
-        out = torch.full((batch, width), pad, dtype=torch.long)
-        for b, c in enumerate(chosen):
-            ids = self.token_of_class[torch.tensor(c, dtype=torch.long)].tolist() if c else []
-            out[b, : len(ids) + 1] = torch.tensor(ids + [eos])
-        return out.to(input_ids.device)
+        return self._token_rows(chosen, input_ids.device)
+
+    def _beam_search(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     max_new_tokens: int, num_beams: int, k: int) -> torch.Tensor:
+        """Token rows of :meth:`_beam_trees`: ``k`` per input, best first; an input with fewer
+        than ``k`` trees (no leaf at all) gets empty rows (eos only)."""
+        if k > num_beams:
+            raise ValueError(f"num_return_sequences ({k}) > num_beams ({num_beams})")
+        chosen: list[list[int]] = []
+        for trees in self._beam_trees(input_ids, attention_mask, max_new_tokens, num_beams):
+            chosen.extend([classes for _, classes in trees[:k]] + [[]] * (k - len(trees[:k])))
+        return self._token_rows(chosen, input_ids.device)
+
+    def _beam_trees(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    max_new_tokens: int, num_beams: int) -> list[list[tuple[float, list[int]]]]:
+        """Per input, the finished trees a beam of ``num_beams`` hypotheses keeps, most likely
+        first: ``(score, classes)``, the score the sum of the symbols' log-probabilities
+        under the decoding rules (the ones greedy decoding follows: :meth:`_decoding_logits`).
+        At each step every live hypothesis is extended by its best classes; the
+        ``num_beams`` best of those and of the finished trees are kept; an input is done when
+        all it keeps are finished."""
+        enc_all = self._encode(input_ids, attention_mask)
+        n_inputs, device = input_ids.size(0), input_ids.device
+        limit = max(1, max_new_tokens - 1)
+        arity = self._arity(enc_all)
+        # per input: live hypotheses and finished trees, each (score, classes, goals, opens)
+        live: list[list[_Hypothesis]] = [[_Hypothesis(0.0, [], [enc_all.problem[i]], [])]
+                                         for i in range(n_inputs)]
+        done: list[list[_Hypothesis]] = [[] for _ in range(n_inputs)]
+        for t in range(limit):
+            rows = [(i, h) for i in range(n_inputs) for h in live[i]]
+            if not rows:
+                break
+            source = torch.tensor([i for i, _ in rows], device=device)
+            enc = _Encoded(*(field.index_select(0, source) for field in (
+                enc_all.states, enc_all.state_keys, enc_all.mask, enc_all.problem,
+                enc_all.candidates, enc_all.candidate_keys, enc_all.allowed)))
+            equations = torch.tensor([h.equation(self.equals_class) for _, h in rows],
+                                     dtype=torch.bool, device=device)
+            logits, node, context, stuck = self._decoding_logits(
+                enc, [h.goals for _, h in rows], [h.opens for _, h in rows], t, equations,
+                [self.unknown_class in h.classes for _, h in rows], limit, arity)
+            logp = torch.log_softmax(logits, -1).masked_fill(stuck.unsqueeze(-1), float("-inf"))
+            best, best_cls = logp.topk(min(num_beams, logp.size(1)), -1)
+            best, best_cls = best.tolist(), best_cls.tolist()
+            pool: list[list[tuple[float, int, int]]] = [[] for _ in range(n_inputs)]
+            for r, (i, h) in enumerate(rows):
+                pool[i].extend((h.score + lp, r, c) for lp, c in zip(best[r], best_cls[r])
+                               if lp > float("-inf"))
+            grown_rows, grown_cls, grown = [], [], []
+            for i in range(n_inputs):
+                ranked = sorted([(h.score, -1, -1, h) for h in done[i]]
+                                + [(score, r, c, None) for score, r, c in pool[i]],
+                                key=lambda e: -e[0])[:num_beams]
+                done[i] = [e[3] for e in ranked if e[3] is not None]
+                live[i] = []
+                for score, r, c, _ in (e for e in ranked if e[3] is None):
+                    h = rows[r][1]
+                    grown_rows.append(r)
+                    grown_cls.append(c)
+                    grown.append((i, _Hypothesis(score, h.classes + [c], list(h.goals),
+                                                 list(h.opens))))
+            if not grown:
+                break
+            parent = torch.tensor(grown_rows, device=device)
+            self._step(grown_cls, [h.goals for _, h in grown], [h.opens for _, h in grown],
+                       node[parent], context[parent], enc.candidates[parent])
+            for i, h in grown:
+                (live[i] if h.goals else done[i]).append(h)
+        return [[(h.score, h.classes) for h in sorted(done[i], key=lambda h: -h.score)]
+                for i in range(n_inputs)]
+
+
+@dataclass
+class _Hypothesis:
+    """A tree being searched: its score (sum of log-probabilities), classes so far, goal stack
+    and open stack (shallow copies per hypothesis: ``_step`` replaces entries, never edits
+    them)."""
+
+    score: float
+    classes: list[int]
+    goals: list[torch.Tensor]
+    opens: list[_Open]
+
+    def equation(self, equals_class: int | None) -> bool:
+        return bool(self.classes) and self.classes[0] == equals_class
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
