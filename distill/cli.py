@@ -30,7 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-data_app = typer.Typer(help="Datasets: list, show, stats, export.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: list, fetch, show, stats, export.", no_args_is_help=True)
 config_app = typer.Typer(help="Pipeline configs: validate, show.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
@@ -174,6 +174,34 @@ def data_export(
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     typer.echo(json.dumps(summary, ensure_ascii=False))
+
+
+@data_app.command("fetch")
+def data_fetch(
+    names: List[str] = typer.Argument(..., help="Dataset names (see `mathdistill data list`)."),
+    data_dir: Optional[Path] = DataDirOpt,
+    force: bool = typer.Option(False, "--force", help="Replace a file whose checksum differs "
+                               "from the recorded one (default: keep it and report it)."),
+) -> None:
+    """Download datasets from where they are published into the layout `data list` shows,
+    each file checked against its recorded SHA-256 (an interrupted download resumes; nothing
+    half-written is left in place). Exit 2 if any file could not be put in place."""
+    from distill.data.fetch import fetch, licence_lines
+
+    root = resolve_data_dir(data_dir)
+    failed = 0
+    for name in names:
+        try:
+            results = fetch(name, root)
+        except DataError as e:
+            fail(str(e))
+        for r in results:
+            typer.echo(f"{r.status:>12}  {root / r.file}  ({r.detail})", err=not r.ok)
+            failed += not r.ok
+        for line in licence_lines([name]):
+            typer.echo(line)
+    if failed:
+        fail(f"{failed} file(s) not in place (see above)")
 
 
 @config_app.command("validate")
