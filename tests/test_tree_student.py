@@ -89,6 +89,31 @@ def test_untrained_outputs_are_well_formed_over_the_questions_quantities(num_sam
     assert not [r for r in rows if r["error"] == "unparsable"]
 
 
+def test_the_encoder_reads_padded_rows_as_the_packed_gru_does() -> None:
+    """Without packing, each direction of the encoder still reads only a row's own tokens:
+    states and gradients equal the packed ``nn.GRU``'s (zeros at the padding)."""
+    torch.manual_seed(0)
+    model, _ = get_student("scratch").build(_config(student={
+        "kind": "scratch", "preset": "tiny", "architecture": "tree",
+        "model_overrides": {"hidden_size": 24, "embedding_size": 16, "num_layers": 2,
+                            "dropout": 0.0}}).student, _texts(_sft(_problems(24))))
+    lengths = torch.tensor([7, 3, 1, 5])
+    mask = torch.arange(7).unsqueeze(0) < lengths.unsqueeze(1)
+    emb = torch.randn(4, 7, 16, requires_grad=True)
+    mine = model._bidirectional_states(emb, lengths, mask)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(emb, lengths, batch_first=True,
+                                                     enforce_sorted=False)
+    reference, _ = torch.nn.utils.rnn.pad_packed_sequence(model.encoder(packed)[0],
+                                                          batch_first=True, total_length=7)
+    assert torch.allclose(mine, reference, atol=1e-6)
+    weights = torch.randn_like(mine)
+    grads = torch.autograd.grad((mine * weights).sum(), [emb, model.encoder.weight_hh_l1_reverse])
+    expected = torch.autograd.grad((reference * weights).sum(),
+                                   [emb, model.encoder.weight_hh_l1_reverse])
+    for got, want in zip(grads, expected):
+        assert torch.allclose(got, want, atol=1e-5)
+
+
 def _beam_inputs(n: int):
     problems = _problems(n, "test")
     model, tok = get_student("scratch").build(_config().student, _texts(_sft(_problems(24))))

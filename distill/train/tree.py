@@ -265,11 +265,7 @@ class TreeModel(PreTrainedModel):
                 else input_ids.ne(self.config.pad_token_id)).bool()
         lengths = mask.sum(1).clamp(min=1)
         emb = self.dropout(self.embedding(input_ids))
-        packed = nn.utils.rnn.pack_padded_sequence(emb, lengths.cpu(), batch_first=True,
-                                                   enforce_sorted=False)
-        out, _ = self.encoder(packed)
-        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True,
-                                                  total_length=input_ids.size(1))
+        out = self._bidirectional_states(emb, lengths, mask)
         h = self.config.hidden_size
         states = out[..., :h] + out[..., h:]
         rows = torch.arange(states.size(0), device=states.device)
@@ -286,6 +282,39 @@ class TreeModel(PreTrainedModel):
         allowed = torch.cat([present.new_ones(states.size(0), self.n_constants), present], 1)
         return _Encoded(states, self.attention.keys(states), mask, problem, candidates,
                         self.leaf_scores.keys(self.dropout(candidates)), allowed)
+
+    def _bidirectional_states(self, emb: torch.Tensor, lengths: torch.Tensor,
+                              mask: torch.Tensor) -> torch.Tensor:
+        """The encoder GRU's outputs [B, S, 2H] over right-padded inputs: what running it on the
+        packed sequences gives (each direction reads only a row's own tokens; zeros at the
+        padding), computed without packing. The backward direction reads each row's tokens
+        reversed in place (padding left where it is), so both directions run as one padded
+        batch per layer -- several times faster on a CPU than the packed kernels, whose
+        backward pass steps row by row. Same parameters as ``self.encoder`` (checkpoints are
+        unchanged); dropout between layers as ``nn.GRU`` applies it."""
+        gru = self.encoder
+        steps = torch.arange(emb.size(1), device=emb.device).unsqueeze(0)
+        last = lengths.unsqueeze(1) - 1
+        # position t of a row reads position (length - 1 - t) while t < length, else itself
+        reverse = torch.where(steps <= last, last - steps, steps).unsqueeze(-1)
+        layer_input = emb
+        for layer in range(gru.num_layers):
+            directions = []
+            for suffix in ("", "_reverse"):
+                weights = [getattr(gru, f"{name}_l{layer}{suffix}") for name in
+                           ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                x = layer_input
+                if suffix:
+                    x = x.gather(1, reverse.expand(-1, -1, x.size(-1)))
+                h0 = x.new_zeros(1, x.size(0), gru.hidden_size)
+                y, _ = torch.gru(x, h0, weights, True, 1, 0.0, self.training, False, True)
+                if suffix:
+                    y = y.gather(1, reverse.expand(-1, -1, y.size(-1)))
+                directions.append(y)
+            layer_input = torch.cat(directions, -1)
+            if layer < gru.num_layers - 1 and gru.dropout > 0:
+                layer_input = nn.functional.dropout(layer_input, gru.dropout, self.training)
+        return layer_input * mask.unsqueeze(-1)
 
     def _predict(self, goals: torch.Tensor, lefts: torch.Tensor, has_left: torch.Tensor,
                  enc: _Encoded) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
