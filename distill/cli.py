@@ -14,8 +14,8 @@ from typing import Any, List, Optional
 
 import typer
 
-from distill.cli_common import FILE_SUFFIXES, fail, load_problems, source
-from distill.config import ConfigError, load_config
+from distill.cli_common import FILE_SUFFIXES, Origin, fail, field_help, load_problems, source
+from distill.config import ConfigError, DataSource, load_config
 from distill.equations import DEFAULT_CONSTANTS
 from distill.data.base import DataError, resolve_data_dir
 from distill.evaluate.cli import evaluate_command
@@ -49,14 +49,24 @@ ColumnsOpt = typer.Option(
     "--columns",
     help="For a file NAME (jsonl/csv/parquet): field=column pairs, e.g. question=q,answer=a.",
 )
+SourceOpt = typer.Option("local", "--source", help=field_help(DataSource, "source"))
+RevisionOpt = typer.Option(None, "--revision", help=field_help(DataSource, "revision"))
 
 
 @data_app.command("list")
 def data_list(data_dir: Optional[Path] = DataDirOpt) -> None:
-    """List registered datasets, where their files go, and which splits are present."""
+    """List registered datasets, where their files go, which splits are present, where they
+    are published (`data fetch NAME` gets them) and their Hub copy, if any."""
     from distill.data import dataset_names, get_loader
+    from distill.data.fetch import upstream_files
 
     root = resolve_data_dir(data_dir)
+    published: dict[str, list[str]] = {}
+    for f in upstream_files():
+        for d in f.datasets:
+            where = f"{f.repository}@{f.commit[:7]}"
+            if where not in published.setdefault(d, []):
+                published[d].append(where)
     typer.echo(f"data dir: {root}")
     for name in dataset_names():
         loader = get_loader(name)
@@ -64,6 +74,11 @@ def data_list(data_dir: Optional[Path] = DataDirOpt) -> None:
         typer.echo(f"{name:12s} {loader.description}")
         typer.echo(f"{'':12s}   files: {loader.layout or '(generated, no files)'}")
         typer.echo(f"{'':12s}   splits present: {', '.join(present) if present else '(none)'}")
+        if name in published:
+            typer.echo(f"{'':12s}   published: {', '.join(published[name])} "
+                       f"(mathdistill data fetch {name})")
+        if loader.hub is not None:
+            typer.echo(f"{'':12s}   hub: {loader.hub.describe()}")
 
 
 @data_app.command("show")
@@ -74,9 +89,11 @@ def data_show(
     data_dir: Optional[Path] = DataDirOpt,
     columns: Optional[str] = ColumnsOpt,
     as_json: bool = typer.Option(False, "--json", help="Print rows as JSON lines."),
+    origin: Origin = SourceOpt,
+    revision: Optional[str] = RevisionOpt,
 ) -> None:
     """Show the first problems of a split as Problem rows."""
-    result = load_problems(source(name, split, limit, columns), data_dir)
+    result = load_problems(source(name, split, limit, columns, origin, revision), data_dir)
     for row in result.problems:
         if as_json:
             typer.echo(json.dumps(row, ensure_ascii=False))
@@ -98,18 +115,24 @@ def data_stats(
     ),
     misses: int = typer.Option(10, "--misses", help="How many misses of each check to print."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    origin: Origin = SourceOpt,
+    revision: Optional[str] = RevisionOpt,
 ) -> None:
     """Split sizes, rejects, gold-equation agreement and quantity coverage."""
     from distill.data.stats import dataset_stats
 
+    if revision is not None and origin != "hub":
+        fail("--revision applies to --source hub only")
     try:
-        stats = dataset_stats(name, resolve_data_dir(data_dir), constants.split(","), split)
+        stats = dataset_stats(name, resolve_data_dir(data_dir), constants.split(","), split,
+                              source=origin, revision=revision)
     except (DataError, ValueError) as e:
         fail(str(e))
     if as_json:
         typer.echo(json.dumps(stats, ensure_ascii=False))
         return
-    typer.echo(f"dataset: {stats['dataset']}")
+    typer.echo(f"dataset: {stats['dataset']}"
+               + (f" (hub, revision {revision or 'default'})" if origin == "hub" else ""))
     for s, n in stats["splits"].items():
         typer.echo(f"  {s:8s} {n:7d} problems, {stats['rejects_by_split'][s]} rejected")
     n = stats["problems_with_equation"]
@@ -137,6 +160,8 @@ def data_export(
         help="NAME:SPLIT of an evaluation set; problems whose normalized text matches one of its "
         "problems are left out (written to decontaminated.jsonl). Repeatable.",
     ),
+    origin: Origin = SourceOpt,
+    revision: Optional[str] = RevisionOpt,
 ) -> None:
     """Write splits as Parquet folders (out/<split>/), with rejects.jsonl and summary.json."""
     from distill.data import get_loader
@@ -149,7 +174,14 @@ def data_export(
         splits = ["all"]
     else:
         try:
-            splits = list(split) if split else get_loader(name).splits(root)
+            if split:
+                splits = list(split)
+            elif origin == "hub":
+                from distill.data.hub import hub_source
+
+                splits = list(hub_source(name).splits)
+            else:
+                splits = get_loader(name).splits(root)
         except DataError as e:
             fail(str(e))
     eval_rows: list[dict[str, Any]] = []
@@ -159,7 +191,7 @@ def data_export(
     summary: dict[str, Any] = {"dataset": name, "splits": {}, "rejects": 0, "decontamination": {}}
     rejects, removed_all = [], []
     for s in splits:
-        result = load_problems(source(name, s, limit, columns), data_dir)
+        result = load_problems(source(name, s, limit, columns, origin, revision), data_dir)
         rows = result.problems
         if eval_rows:
             rows, removed, report = decontaminate(rows, eval_rows)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_HELP",
     "FILE_SUFFIXES",
+    "Origin",
     "RAY_HELP",
     "StageConfigs",
     "fail",
@@ -44,6 +45,7 @@ CONFIG_HELP = ("Pipeline config YAML (what `mathdistill run` takes): its {sectio
 RAY_HELP = ("Ray config YAML (like ray_config.yaml: address, resources per stage); replaces the "
             "ray section of the --config file.")
 M = TypeVar("M", bound=BaseModel)
+Origin = Literal["local", "hub"]  # DataSource.source: a registered dataset's files, or its Hub copy
 
 
 def fail(message: str) -> NoReturn:
@@ -64,16 +66,29 @@ def parse_columns(columns: str | None) -> dict[str, str] | None:
     return mapping
 
 
-def source(name: str, split: str, limit: int | None, columns: str | None) -> DataSource:
-    """``--data NAME``: a registered dataset's split, or a jsonl/csv/parquet file."""
+def _is_file_name(name: str) -> bool:
+    """Whether a NAME argument names a user's file rather than a registered dataset."""
+    return name.endswith(FILE_SUFFIXES) or Path(name).is_file()
+
+
+def source(name: str, split: str, limit: int | None, columns: str | None,
+           origin: Origin = "local", revision: str | None = None) -> DataSource:
+    """``--data NAME``: a registered dataset's split, or a jsonl/csv/parquet file.
+    ``origin`` / ``revision`` (``--source`` / ``--revision``) are DataSource.source and
+    .revision: ``hub`` reads a registered dataset from its Hugging Face Hub copy."""
     from distill.config import DataSource
 
-    if name.endswith(FILE_SUFFIXES) or Path(name).is_file():
+    if origin == "hub" and _is_file_name(name):
+        fail(f"--source hub reads a registered dataset from the Hugging Face Hub; {name!r} is a "
+             "file (leave --source at local)")
+    if revision is not None and origin != "hub":
+        fail("--revision applies to --source hub only")
+    if _is_file_name(name):
         return DataSource(
             name=Path(name).stem, split="all", limit=limit, path=name,
             columns=parse_columns(columns),
         )
-    return DataSource(name=name, split=split, limit=limit)
+    return DataSource(name=name, split=split, limit=limit, source=origin, revision=revision)
 
 
 def load_problems(src: DataSource, data_dir: Path | None):

@@ -10,6 +10,10 @@ A loader turns the files of one dataset family, exactly as published, into Probl
   load and is never dropped silently: ``len(problems) + len(rejects)`` equals the records read.
 * An unknown split raises :class:`UnknownSplitError` listing the splits that exist; a missing
   file raises :class:`DataNotFoundError` naming the path looked at.
+* A loader whose dataset has a usual Hugging Face Hub copy sets ``hub`` (a
+  :class:`distill.data.hub.HubSource`) and implements ``rows(split, entries)``, the half of its
+  ``load`` that turns records into rows; :func:`distill.data.hub.load_hub` feeds it the Hub's
+  rows, so both sources give the same ids, fields and rejects.
 
 Data files are found under ``data_dir`` (the ``--data-dir`` option), else the
 ``MATHDISTILL_DATA_DIR`` environment variable, read when a load happens (never at import).
@@ -23,9 +27,13 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from distill.registry import Registry
+
+if TYPE_CHECKING:
+    from distill.data.hub import HubSource
+    from distill.data.loaders._common import Entry
 
 DATA_DIR_ENV = "MATHDISTILL_DATA_DIR"
 
@@ -91,6 +99,8 @@ class DatasetLoader(abc.ABC):
     description: ClassVar[str] = ""
     # Files relative to the data dir, for `data list` and error messages.
     layout: ClassVar[str] = ""
+    # The dataset's usual Hugging Face Hub copy (None: it has none); see distill.data.hub.
+    hub: ClassVar[HubSource | None] = None
 
     @abc.abstractmethod
     def splits(self, data_dir: Path) -> list[str]:
@@ -99,6 +109,11 @@ class DatasetLoader(abc.ABC):
     @abc.abstractmethod
     def load(self, split: str, data_dir: Path) -> LoadResult:
         """Every record of ``split`` as a Problem row or a Reject."""
+
+    def rows(self, split: str, entries: Iterable[Entry]) -> LoadResult:
+        """Records as read (from this dataset's files or its Hub copy) -> rows and rejects.
+        Loaders with a ``hub`` source implement it; ``load`` reads the files and calls it."""
+        raise NotImplementedError(f"dataset {self.name!r} does not build rows from entries")
 
     def source_folders(self) -> list[str]:
         """The folders (relative to the data dir) holding this dataset's files: the first

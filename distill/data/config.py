@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from distill.configbase import StrictModel
 from distill.data.synthetic import SyntheticConfig
@@ -14,7 +14,8 @@ from distill.equations import DEFAULT_CONSTANTS
 
 
 class DataSource(StrictModel):
-    """One dataset split to load: a registered dataset, or a user's file with a column map."""
+    """One dataset split to load: a registered dataset (from its files, or from its Hugging
+    Face Hub copy), or a user's file with a column map."""
 
     name: str = Field(..., description="Registered dataset name (see `mathdistill data list`).")
     split: str = Field("all", description="Split name: train, valid, test, all, ...")
@@ -26,6 +27,25 @@ class DataSource(StrictModel):
         None, description="For `path`: row field -> file column, e.g. {question: q, answer: a}."
     )
     lang: Literal["en", "zh"] | None = Field(None, description="Override language detection.")
+    source: Literal["local", "hub"] = Field(
+        "local",
+        description="Where a registered dataset is read from: local (its files under the data "
+        "dir) or hub (its usual Hugging Face Hub repository via `datasets`, same rows; "
+        "`mathdistill data list` shows which datasets have one).",
+    )
+    revision: str | None = Field(
+        None, description="For source hub: a Hub commit sha, tag or branch (default: the "
+        "repository's default branch).",
+    )
+
+    @model_validator(mode="after")
+    def _hub_is_a_registered_dataset(self) -> "DataSource":
+        if self.source == "hub" and self.path is not None:
+            raise ValueError("source: hub reads a registered dataset from the Hugging Face Hub; "
+                             "it cannot be combined with path: (a local file)")
+        if self.revision is not None and self.source != "hub":
+            raise ValueError("revision: applies to source: hub only")
+        return self
 
     @field_validator("name", "split")
     @classmethod

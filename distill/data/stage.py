@@ -58,7 +58,11 @@ class DataStageResult:
 def load_source(source: DataSource, config: DataConfig) -> LoadResult:
     """One source's rows (first ``limit`` when set) and rejects."""
     data_dir = resolve_data_dir(config.data_dir)
-    if source.path is not None:
+    if source.source == "hub":
+        from distill.data.hub import load_hub
+
+        result = load_hub(source.name, source.split, source.revision)
+    elif source.path is not None:
         from distill.data.loaders import load_file
 
         result = load_file(source.path, columns=source.columns, dataset=source.name, lang=source.lang)
@@ -78,11 +82,17 @@ def load_source(source: DataSource, config: DataConfig) -> LoadResult:
 def input_files(config: DataConfig) -> list[tuple[str, Path]]:
     """The files the data stage reads for ``config``, as (name, path): a user's file by its
     path, a registered dataset's files relative to the data folder; synthetic sources read
-    none (their rows follow from the config)."""
+    none (their rows follow from the config). A Hub source contributes its identity instead
+    (repository, config, revision as given and the commit it resolves to, as the name of an
+    empty file; :func:`distill.data.hub.hub_inputs`), so a changed revision re-runs the stage."""
     data_dir = resolve_data_dir(config.data_dir)
     files: dict[str, Path] = {}
     for source in [*config.train, *config.eval]:
-        if source.path is not None:
+        if source.source == "hub":
+            from distill.data.hub import hub_inputs
+
+            files.update(hub_inputs(source.name, source.revision))
+        elif source.path is not None:
             files[f"file:{source.path}"] = Path(source.path)
         elif source.name != "synthetic":
             files.update(get_loader(source.name).source_files(data_dir))

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from distill.data.base import LoadResult, get_loader
 from distill.equations import EquationError, literal_numbers
@@ -103,20 +103,31 @@ def gold_stats(rows: Iterable[Mapping[str, Any]], constants: Sequence[str]) -> d
 
 
 def dataset_stats(
-    name: str, data_dir: Path, constants: Sequence[str], splits: Sequence[str] | None = None
+    name: str, data_dir: Path, constants: Sequence[str], splits: Sequence[str] | None = None,
+    source: Literal["local", "hub"] = "local", revision: str | None = None,
 ) -> dict[str, Any]:
     """Counts per split, rejects per split, and gold checks over the distinct problems.
 
     The gold checks run over ``all`` when the dataset has it (the other splits are subsets of
-    it), else over the union of the splits, each problem once.
+    it), else over the union of the splits, each problem once. ``source="hub"`` reads the
+    dataset's Hugging Face Hub copy at ``revision`` (:mod:`distill.data.hub`; its splits are
+    the Hub source's) instead of the files under ``data_dir``.
     """
     loader = get_loader(name)
-    available = loader.splits(data_dir)
+    if source == "hub":
+        from distill.data.hub import hub_source, load_hub
+
+        available = list(hub_source(name).splits)
+    else:
+        available = loader.splits(data_dir)
     chosen = list(splits) if splits else available
     results: dict[str, LoadResult] = {}
     for split in chosen:
-        loader.check_split(split, data_dir)
-        results[split] = loader.load(split, data_dir)
+        if source == "hub":
+            results[split] = load_hub(name, split, revision)
+        else:
+            loader.check_split(split, data_dir)
+            results[split] = loader.load(split, data_dir)
     checked = ["all"] if "all" in results else chosen
     seen: set[str] = set()
     rows = []
@@ -128,6 +139,8 @@ def dataset_stats(
     gold = gold_stats(rows, constants)
     return {
         "dataset": name,
+        "source": source,
+        **({"revision": revision} if source == "hub" else {}),
         "splits": {s: len(r.problems) for s, r in results.items()},
         "rejects": sum(len(r.rejects) for r in results.values()),
         "rejects_by_split": {s: len(r.rejects) for s, r in results.items()},

@@ -10,7 +10,10 @@ source ids within one load are kept: the first keeps its id, later ones get ``<i
 rejected record's id counts too, so fixing a bad record never renames the rows after it.
 
 Positions in Reject.record read ``line N`` (1-based, text files) or ``index N`` (0-based, JSON
-arrays).
+arrays and Hub splits).
+
+A loader keeps "records from files" (a reader) apart from "records -> rows" (its ``rows``), so
+its Hub copy (:mod:`distill.data.hub`) is turned into rows by the same code.
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ from distill.records import RecordError, make_problem
 
 @dataclass
 class Entry:
-    """One record as read from ``source``: parsed (``record``) or not (``error`` says why)."""
+    """One record as read from ``source`` (a file, or a Hub split's ``hf://`` address, see
+    :mod:`distill.data.hub`): parsed (``record``) or not (``error`` says why)."""
 
-    source: Path
+    source: Path | str
     where: str
     raw: str
     record: Any = None

@@ -6,15 +6,20 @@ gives the final answer. Rows: id ``gsm8k/<split>-<i>`` (``i`` = 0-based line ind
 index of the hub copy), answer from the text after the last ``####`` (``answer_raw`` is that
 text, e.g. ``1,080``), ``equation`` None (GSM8K has no gold equation), the whole solution in
 ``meta["solution"]``.
+
+Hub source (``--source hub``): ``openai/gsm8k``, config ``main``, splits ``train`` / ``test``,
+columns ``question`` and ``answer`` -- the same records as the two files, row ``i`` of a split
+being line ``i + 1`` of its file, so the ids agree.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from distill.data.base import LoadResult, register_dataset
-from distill.data.loaders._common import SplitFilesLoader, read_jsonl, require, rest
+from distill.data.hub import HubSource
+from distill.data.loaders._common import Entry, SplitFilesLoader, read_jsonl, require, rest
 from distill.records import RecordError
 
 
@@ -36,10 +41,15 @@ class GSM8K(SplitFilesLoader):
     layout = "gsm8k/train.jsonl, gsm8k/test.jsonl"
     lang = "en"
     split_files = {"train": ("gsm8k/train.jsonl",), "test": ("gsm8k/test.jsonl",)}
+    hub = HubSource("openai/gsm8k", "main", {"train": ("train",), "test": ("test",)},
+                    positions="line")
 
     def read(self, split: str, data_dir: Path) -> LoadResult:
+        return self.rows(split, read_jsonl(data_dir / self.split_files[split][0]))
+
+    def rows(self, split: str, entries: Iterable[Entry]) -> LoadResult:
         out = self.builder(split)
-        for entry in read_jsonl(data_dir / self.split_files[split][0]):
+        for entry in entries:
             out.add(entry, lambda rec, i=entry.pos - 1: f"{split}-{i}", _fields)
         return out.result
 
