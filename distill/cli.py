@@ -14,8 +14,9 @@ from typing import Any, List, Optional
 
 import typer
 
-from distill.cli_common import FILE_SUFFIXES, Origin, fail, field_help, load_problems, source
-from distill.config import ConfigError, DataSource, load_config
+from distill.cli_common import (FILE_SUFFIXES, Origin, RevisionOpt, SourceOpt, fail,
+                                load_problems, source)
+from distill.config import ConfigError, load_config
 from distill.equations import DEFAULT_CONSTANTS
 from distill.data.base import DataError, resolve_data_dir
 from distill.evaluate.cli import evaluate_command
@@ -49,8 +50,6 @@ ColumnsOpt = typer.Option(
     "--columns",
     help="For a file NAME (jsonl/csv/parquet): field=column pairs, e.g. question=q,answer=a.",
 )
-SourceOpt = typer.Option("local", "--source", help=field_help(DataSource, "source"))
-RevisionOpt = typer.Option(None, "--revision", help=field_help(DataSource, "revision"))
 
 
 @data_app.command("list")

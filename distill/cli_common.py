@@ -117,6 +117,17 @@ def field_help(model: type[BaseModel], name: str, prefix: str = "") -> str:
     return text
 
 
+def _source_option_help(name: str) -> str:
+    from distill.config import DataSource
+
+    return field_help(DataSource, name)
+
+
+# --source / --revision of every command that takes --data (DataSource.source / .revision)
+SourceOpt = typer.Option("local", "--source", help=_source_option_help("source"))
+RevisionOpt = typer.Option(None, "--revision", help=_source_option_help("revision"))
+
+
 @dataclass
 class StageConfigs(Generic[M]):
     """What a stage command runs with: its own config section, the sandbox section (None: the

@@ -85,7 +85,7 @@ def test_a_run_s_student_on_a_file_of_problems(ray_local, tmp_path: Path, monkey
     result = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(data), "--json",
                                       "--num-beams", "3", "--out", str(beam_out)])
     assert result.exit_code == 0, result.output
-    beam_report = json.loads(result.output.strip().splitlines()[-1])
+    beam_report = json.loads(result.stdout.strip().splitlines()[-1])
     assert beam_report["decoding"] == "beam@3" and report["decoding"] == "greedy"
     beam_cfg = InferenceConfig(max_new_tokens=8, num_beams=3)
     beams = generate(str(ckpt), [r["masked_question"] for r in rows], beam_cfg,

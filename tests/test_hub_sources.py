@@ -241,6 +241,17 @@ def test_show_and_export_read_the_hub(hub_root: Path, tmp_path: Path) -> None:
     assert pq.read_table(out / "train").num_rows == 2
 
 
+def test_search_reads_its_problems_from_the_hub(hub_root: Path, tmp_path: Path) -> None:
+    """Every command taking --data takes --source hub (search here; evaluate and generate share
+    the same option and loading)."""
+    out = tmp_path / "search"
+    result = runner.invoke(app, ["search", "--data", "svamp", "--source", "hub", "--split", "all",
+                                 "--local", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["dataset"] == "svamp:all" and summary["problems"] == 4  # as data stats counts
+
+
 def test_data_list_names_the_hub_repositories() -> None:
     listed = runner.invoke(app, ["data", "list"]).output
     assert "hub: openai/gsm8k (config main; splits train, test)" in listed

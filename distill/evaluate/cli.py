@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from distill.cli_common import RAY_HELP, field_help
+from distill.cli_common import RAY_HELP, Origin, RevisionOpt, SourceOpt, field_help
 from distill.evaluate.config import InferenceConfig
 
 #: Where a run directory keeps the evaluations made after the run.
@@ -38,6 +38,8 @@ def evaluate_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder of dataset files "
                                             "(default: $MATHDISTILL_DATA_DIR, then ./data)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="First N problems only."),
+    origin: Origin = SourceOpt,
+    revision: Optional[str] = RevisionOpt,
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Report folder (default: "
                                        "RUN/evaluations/<data>-<split>, or "
                                        "evaluations/<checkpoint>/<data>-<split> here)."),
@@ -82,7 +84,7 @@ def evaluate_command(
                    else load_config(run_config).ray if run_config is not None else RayConfig())
     except (ConfigError, ValueError) as e:
         fail(str(e))
-    src = source(data, split, limit, None)
+    src = source(data, split, limit, None, origin, revision)
     problems = load_problems(src, data_dir).problems
     if not problems:
         fail(f"{src.label}: no problems to evaluate")

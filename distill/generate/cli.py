@@ -18,7 +18,7 @@ from typing import Optional
 
 import typer
 
-from distill.cli_common import CONFIG_HELP, RAY_HELP, field_help
+from distill.cli_common import CONFIG_HELP, RAY_HELP, Origin, RevisionOpt, SourceOpt, field_help
 from distill.generate.config import GenerateConfig, OpenAIEngineConfig, SamplingConfig
 
 
@@ -29,6 +29,8 @@ def generate_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: rationales/ (Parquet "
                              "shards), stage.json, summary.json. A re-run resumes it."),
     limit: Optional[int] = typer.Option(None, "--limit", help="First N problems only."),
+    origin: Origin = SourceOpt,
+    revision: Optional[str] = RevisionOpt,
     strategy: Optional[str] = typer.Option(None, "--strategy",
                                            help=field_help(GenerateConfig, "strategy")),
     engine: Optional[str] = typer.Option(None, "--engine",
@@ -71,7 +73,7 @@ def generate_command(
         required={"model": "--model is required (or `model:` in the --config file's generate "
                            "section)"})
     cfg = configs.stage
-    src = source(data, split, limit, None)
+    src = source(data, split, limit, None, origin, revision)
     loaded = load_problems(src, data_dir)
     log = lambda m: typer.echo(m, err=True)  # noqa: E731
     resources = verify_resources = None

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from distill.cli_common import CONFIG_HELP, RAY_HELP, field_help
+from distill.cli_common import CONFIG_HELP, RAY_HELP, Origin, RevisionOpt, SourceOpt, field_help
 from distill.resources import StageResources
 from distill.search.config import SearchConfig
 
@@ -23,6 +23,8 @@ def search_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: rationales/ (Parquet) "
                              "and summary.json."),
     limit: Optional[int] = typer.Option(None, "--limit", help="First N problems only."),
+    origin: Origin = SourceOpt,
+    revision: Optional[str] = RevisionOpt,
     max_ops: Optional[int] = typer.Option(None, "--max-ops",
                                           help=field_help(SearchConfig, "max_ops")),
     mode: Optional[str] = typer.Option(None, "--mode", help=field_help(SearchConfig, "mode")),
@@ -56,7 +58,7 @@ def search_command(
     resources = configs.resources("search")
     if workers is not None:
         resources = resources.model_copy(update={"concurrency": workers})
-    src = source(data, split, limit, None)
+    src = source(data, split, limit, None, origin, revision)
     rows = load_problems(src, data_dir).problems
     if local:
         summary = _run_local(rows, cfg, out, against_gold)
