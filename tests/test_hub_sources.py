@@ -351,6 +351,18 @@ def test_hub_errors_name_the_repository(hub_root: Path, monkeypatch: pytest.Monk
     assert "Traceback" not in result.output
 
 
+def test_a_loader_with_a_hub_source_must_build_rows_from_entries() -> None:
+    from distill.data.hub import HubSource
+    from distill.data.loaders._common import SplitFilesLoader
+
+    with pytest.raises(TypeError, match="has a hub source but no rows"):
+        class NoRows(SplitFilesLoader):  # noqa: F841
+            hub = HubSource("someone/x", None, {"all": ("train",)})
+
+            def read(self, split, data_dir):
+                raise AssertionError("never called")
+
+
 def test_a_dataset_without_a_hub_source_is_a_clear_error() -> None:
     with pytest.raises(DataError, match="'mawps' has no Hugging Face Hub source.*gsm8k, math500, svamp"):
         load_hub("mawps", "all")

@@ -11,8 +11,8 @@ A loader turns the files of one dataset family, exactly as published, into Probl
 * An unknown split raises :class:`UnknownSplitError` listing the splits that exist; a missing
   file raises :class:`DataNotFoundError` naming the path looked at.
 * A loader whose dataset has a usual Hugging Face Hub copy sets ``hub`` (a
-  :class:`distill.data.hub.HubSource`) and implements ``rows(split, entries)``, the half of its
-  ``load`` that turns records into rows; :func:`distill.data.hub.load_hub` feeds it the Hub's
+  :class:`distill.data.hub.HubSource`) and must define ``rows(split, entries)`` (checked when
+  the class is defined), the half of its ``load`` that turns records into rows; :func:`distill.data.hub.load_hub` feeds it the Hub's
   rows, so both sources give the same ids, fields and rejects.
 
 Data files are found under ``data_dir`` (the ``--data-dir`` option), else the
@@ -33,7 +33,6 @@ from distill.registry import Registry
 
 if TYPE_CHECKING:
     from distill.data.hub import HubSource
-    from distill.data.loaders._common import Entry
 
 DATA_DIR_ENV = "MATHDISTILL_DATA_DIR"
 
@@ -110,10 +109,14 @@ class DatasetLoader(abc.ABC):
     def load(self, split: str, data_dir: Path) -> LoadResult:
         """Every record of ``split`` as a Problem row or a Reject."""
 
-    def rows(self, split: str, entries: Iterable[Entry]) -> LoadResult:
-        """Records as read (from this dataset's files or its Hub copy) -> rows and rejects.
-        Loaders with a ``hub`` source implement it; ``load`` reads the files and calls it."""
-        raise NotImplementedError(f"dataset {self.name!r} does not build rows from entries")
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A loader with a ``hub`` source must have ``rows(split, entries) -> LoadResult``
+        (records as read, from its files or its Hub copy -> rows and rejects; its ``load`` reads
+        the files and calls it): checked when the class is defined, so ``load_hub`` can always
+        call it."""
+        super().__init_subclass__(**kwargs)
+        if cls.hub is not None and not callable(getattr(cls, "rows", None)):
+            raise TypeError(f"loader {cls.__name__} has a hub source but no rows(split, entries)")
 
     def source_folders(self) -> list[str]:
         """The folders (relative to the data dir) holding this dataset's files: the first
