@@ -2,21 +2,23 @@
 the config fields, and the configs a stage command runs with (``--config`` / ``--ray``).
 
 distill.cli mounts the stage commands (distill.search.cli, distill.generate.cli); they and it
-import this module, never each other. Its module-level imports are typer, pydantic and
-distill.resources only (distill.config, which imports every stage's config, is imported where
-it is used), so a stage's CLI importing it makes no import cycle.
+import this module, never each other. Its module-level imports are typer, pydantic,
+distill.resources and distill.data.config (for ``Origin``; neither imports a stage) only
+(distill.config, which imports every stage's config, is imported where it is used), so a
+stage's CLI importing it makes no import cycle.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from distill.data.config import Origin
 from distill.resources import StageResources
 
 if TYPE_CHECKING:
@@ -45,7 +47,6 @@ CONFIG_HELP = ("Pipeline config YAML (what `mathdistill run` takes): its {sectio
 RAY_HELP = ("Ray config YAML (like ray_config.yaml: address, resources per stage); replaces the "
             "ray section of the --config file.")
 M = TypeVar("M", bound=BaseModel)
-Origin = Literal["local", "hub"]  # DataSource.source: a registered dataset's files, or its Hub copy
 
 
 def fail(message: str) -> NoReturn:

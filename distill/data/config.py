@@ -13,6 +13,10 @@ from distill.data.synthetic import SyntheticConfig
 from distill.equations import DEFAULT_CONSTANTS
 
 
+#: Where a registered dataset is read from: its files under the data dir, or its Hub copy.
+Origin = Literal["local", "hub"]
+
+
 class DataSource(StrictModel):
     """One dataset split to load: a registered dataset (from its files, or from its Hugging
     Face Hub copy), or a user's file with a column map."""
@@ -27,7 +31,7 @@ class DataSource(StrictModel):
         None, description="For `path`: row field -> file column, e.g. {question: q, answer: a}."
     )
     lang: Literal["en", "zh"] | None = Field(None, description="Override language detection.")
-    source: Literal["local", "hub"] = Field(
+    source: Origin = Field(
         "local",
         description="Where a registered dataset is read from: local (its files under the data "
         "dir) or hub (its usual Hugging Face Hub repository via `datasets`, same rows; "

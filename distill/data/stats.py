@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from distill.data.base import LoadResult, get_loader
+from distill.data.config import Origin
 from distill.equations import EquationError, literal_numbers
 from distill.grading import grade_equation
 from distill.quantities import Quantity, extract_quantities, parse_number
@@ -104,7 +105,7 @@ def gold_stats(rows: Iterable[Mapping[str, Any]], constants: Sequence[str]) -> d
 
 def dataset_stats(
     name: str, data_dir: Path, constants: Sequence[str], splits: Sequence[str] | None = None,
-    source: Literal["local", "hub"] = "local", revision: str | None = None,
+    source: Origin = "local", revision: str | None = None,
 ) -> dict[str, Any]:
     """Counts per split, rejects per split, and gold checks over the distinct problems.
 
